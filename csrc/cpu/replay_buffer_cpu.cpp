@@ -1,0 +1,174 @@
+// CPU implementations of the replay ops: memcpy of whole frames, parallel over
+// environments (add) and over the batch (sample).
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "../replay_checks.h"
+
+namespace dqnfast {
+namespace {
+
+int64_t frame_bytes_of(const at::Tensor& frames) {
+  return frames.numel() / (frames.size(0) * frames.size(1)) * frames.element_size();
+}
+
+// Do the k frames at positions first..first+k-1 of `ring` equal `stack`?
+bool ring_holds_stack(const uint8_t* ring, int64_t frame_capacity, int64_t frame_bytes,
+                      int64_t first, const uint8_t* stack, int64_t k) {
+  for (int64_t i = 0; i < k; ++i) {
+    const uint8_t* stored = ring + frame_slot(first + i, frame_capacity) * frame_bytes;
+    if (std::memcmp(stored, stack + i * frame_bytes, frame_bytes) != 0) return false;
+  }
+  return true;
+}
+
+void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
+                    at::Tensor reward, at::Tensor terminated, at::Tensor truncated,
+                    at::Tensor counters, const at::Tensor& obs_in,
+                    const at::Tensor& next_obs_in, const at::Tensor& new_action_in,
+                    const at::Tensor& new_reward_in, const at::Tensor& new_terminated_in,
+                    const at::Tensor& new_truncated_in, int64_t k) {
+  check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
+  check_add_inputs(frames, obs_in, next_obs_in, new_action_in, new_reward_in,
+                   new_terminated_in, new_truncated_in, k);
+  const at::Tensor obs = obs_in.contiguous();
+  const at::Tensor next_obs = next_obs_in.contiguous();
+  const at::Tensor new_action = new_action_in.contiguous();
+  const at::Tensor new_reward = new_reward_in.contiguous();
+  const at::Tensor new_terminated = new_terminated_in.contiguous();
+  const at::Tensor new_truncated = new_truncated_in.contiguous();
+
+  const int64_t num_envs = frames.size(0);
+  const int64_t frame_capacity = frames.size(1);
+  const int64_t capacity = obs_pos.size(1);
+  const int64_t fb = frame_bytes_of(frames);
+  const uint8_t* obs_bytes = static_cast<const uint8_t*>(obs.data_ptr());
+  const uint8_t* next_bytes = static_cast<const uint8_t*>(next_obs.data_ptr());
+
+  // next_obs must be obs shifted by one frame: only its newest frame is stored.
+  for (int64_t e = 0; e < num_envs; ++e) {
+    const uint8_t* o = obs_bytes + e * k * fb;
+    const uint8_t* n = next_bytes + e * k * fb;
+    TORCH_CHECK_VALUE(std::memcmp(n, o + fb, (k - 1) * fb) == 0, "next_obs of environment ",
+                      e, " does not continue its obs: with frame_stack=", k,
+                      ", next_obs[:-1] must equal obs[1:]");
+  }
+
+  uint8_t* ring_base = static_cast<uint8_t*>(frames.data_ptr());
+  int64_t* pos = obs_pos.data_ptr<int64_t>();
+  int64_t* act = action.data_ptr<int64_t>();
+  float* rew = reward.data_ptr<float>();
+  bool* term = terminated.data_ptr<bool>();
+  bool* trunc = truncated.data_ptr<bool>();
+  int64_t* cnt = counters.data_ptr<int64_t>();
+  const int64_t* in_action = new_action.data_ptr<int64_t>();
+  const float* in_reward = new_reward.data_ptr<float>();
+  const bool* in_term = new_terminated.data_ptr<bool>();
+  const bool* in_trunc = new_truncated.data_ptr<bool>();
+
+  at::parallel_for(0, num_envs, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t e = begin; e < end; ++e) {
+      int64_t* c = cnt + e * kNumCounters;
+      uint8_t* ring = ring_base + e * frame_capacity * fb;
+      const uint8_t* o = obs_bytes + e * k * fb;
+      const uint8_t* n = next_bytes + e * k * fb;
+      int64_t fw = c[kFramesWritten];
+      // A new stream starts at an episode start, or wherever obs is not the
+      // stored next_obs: then the whole stack is stored as it came.
+      const bool continues =
+          c[kStreamOpen] != 0 && ring_holds_stack(ring, frame_capacity, fb, fw - k, o, k);
+      if (!continues) {
+        for (int64_t i = 0; i < k; ++i)
+          std::memcpy(ring + frame_slot(fw + i, frame_capacity) * fb, o + i * fb, fb);
+        fw += k;
+      }
+      std::memcpy(ring + frame_slot(fw, frame_capacity) * fb, n + (k - 1) * fb, fb);
+      const int64_t obs_newest = fw - 1;
+      fw += 1;
+
+      const int64_t n_written = c[kTransitionsWritten];
+      const int64_t at = e * capacity + n_written % capacity;
+      pos[at] = obs_newest;
+      act[at] = in_action[e];
+      rew[at] = in_reward[e];
+      term[at] = in_term[e];
+      trunc[at] = in_trunc[e];
+      const int64_t tw = n_written + 1;
+
+      // Drop transitions whose slot or oldest frame has been overwritten.
+      int64_t first_valid = std::max(c[kFirstValid], tw - capacity);
+      while (first_valid < tw &&
+             pos[e * capacity + first_valid % capacity] - (k - 1) < fw - frame_capacity)
+        ++first_valid;
+
+      c[kTransitionsWritten] = tw;
+      c[kFramesWritten] = fw;
+      c[kFirstValid] = first_valid;
+      c[kStreamOpen] = !(in_term[e] || in_trunc[e]);
+    }
+  });
+}
+
+void replay_sample_cpu(const at::Tensor& frames, const at::Tensor& obs_pos,
+                       const at::Tensor& action, const at::Tensor& reward,
+                       const at::Tensor& terminated, const at::Tensor& counters,
+                       const at::Tensor& random_bits_in, int64_t k, at::Tensor out_obs,
+                       at::Tensor out_next_obs, at::Tensor out_action, at::Tensor out_reward,
+                       at::Tensor out_terminated) {
+  check_storage(frames, obs_pos, action, reward, terminated, counters, k);
+  check_sample_outputs(frames, random_bits_in, out_obs, out_next_obs, out_action, out_reward,
+                       out_terminated, k);
+  const int64_t num_envs = frames.size(0);
+  const int64_t frame_capacity = frames.size(1);
+  const int64_t capacity = obs_pos.size(1);
+  const int64_t fb = frame_bytes_of(frames);
+  const int64_t* cnt = counters.data_ptr<int64_t>();
+  const int64_t total = valid_count(cnt, num_envs);
+  TORCH_CHECK_VALUE(total > 0, "cannot sample from an empty replay buffer");
+
+  const at::Tensor random_bits = random_bits_in.contiguous();
+  const int64_t* bits = random_bits.data_ptr<int64_t>();
+  const uint8_t* ring_base = static_cast<const uint8_t*>(frames.data_ptr());
+  const int64_t* pos = obs_pos.data_ptr<int64_t>();
+  const int64_t* act = action.data_ptr<int64_t>();
+  const float* rew = reward.data_ptr<float>();
+  const bool* term = terminated.data_ptr<bool>();
+  uint8_t* dst_obs = static_cast<uint8_t*>(out_obs.data_ptr());
+  uint8_t* dst_next = static_cast<uint8_t*>(out_next_obs.data_ptr());
+  int64_t* dst_act = out_action.data_ptr<int64_t>();
+  float* dst_rew = out_reward.data_ptr<float>();
+  bool* dst_term = out_terminated.data_ptr<bool>();
+
+  // Threads pay off only for a few hundred KB of copying each.
+  const int64_t grain = std::max<int64_t>(1, (256 << 10) / (2 * k * fb));
+  at::parallel_for(0, random_bits.size(0), grain, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const SampledSlot s = pick_transition(static_cast<uint64_t>(bits[b]), cnt, num_envs,
+                                            capacity, total);
+      const int64_t at = s.env * capacity + s.slot;
+      const uint8_t* ring = ring_base + s.env * frame_capacity * fb;
+      const int64_t newest = pos[at];
+      for (int64_t i = 0; i < k; ++i) {
+        std::memcpy(dst_obs + (b * k + i) * fb,
+                    ring + frame_slot(newest - k + 1 + i, frame_capacity) * fb, fb);
+        std::memcpy(dst_next + (b * k + i) * fb,
+                    ring + frame_slot(newest - k + 2 + i, frame_capacity) * fb, fb);
+      }
+      dst_act[b] = act[at];
+      dst_rew[b] = rew[at];
+      dst_term[b] = term[at];
+    }
+  });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dqnfast, CPU, m) {
+  m.impl("replay_add", &replay_add_cpu);
+  m.impl("replay_sample", &replay_sample_cpu);
+}
+
+}  // namespace dqnfast

@@ -1,0 +1,30 @@
+// The schema of every dqnfast op, declared once. Implementations register
+// per dispatch key in csrc/cpu/ and csrc/cuda/; fake (meta) kernels are
+// registered from Python in dqnfast/ops.py.
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// Importing dqnfast._C runs the static initializers below; the module itself
+// holds nothing.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(dqnfast, m) {
+  // Appends one transition per environment; see csrc/replay_layout.h.
+  m.def(
+      "replay_add(Tensor(a!) frames, Tensor(b!) obs_pos, Tensor(c!) action, "
+      "Tensor(d!) reward, Tensor(e!) terminated, Tensor(f!) truncated, "
+      "Tensor(g!) counters, Tensor obs, Tensor next_obs, Tensor new_action, "
+      "Tensor new_reward, Tensor new_terminated, Tensor new_truncated, "
+      "int frame_stack) -> ()");
+  // Gathers the transitions picked by `random_bits` into the out tensors.
+  m.def(
+      "replay_sample(Tensor frames, Tensor obs_pos, Tensor action, Tensor reward, "
+      "Tensor terminated, Tensor counters, Tensor random_bits, int frame_stack, "
+      "Tensor(a!) out_obs, Tensor(b!) out_next_obs, Tensor(c!) out_action, "
+      "Tensor(d!) out_reward, Tensor(e!) out_terminated) -> ()");
+}

@@ -1,0 +1,138 @@
+// Argument checks shared by the CPU and CUDA implementations of the replay
+// ops. Every check runs before anything is written, so a rejected call leaves
+// the buffer unchanged. User-facing mistakes raise ValueError / TypeError.
+#pragma once
+
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+#include "replay_layout.h"
+
+namespace dqnfast {
+
+// "torch.uint8", as Python spells the dtype.
+inline std::string dtype_name(at::ScalarType dtype) {
+  return "torch." + std::string(c10::getDtypeNames(dtype).first);
+}
+
+// Storage shape is (E, F, *frame_shape); an observation is (k, *frame_shape),
+// or just frame_shape when k == 1.
+inline std::vector<int64_t> observation_batch_shape(const at::Tensor& frames,
+                                                    int64_t batch,
+                                                    int64_t frame_stack) {
+  std::vector<int64_t> shape{batch};
+  if (frame_stack > 1) shape.push_back(frame_stack);
+  for (int64_t d = 2; d < frames.dim(); ++d) shape.push_back(frames.size(d));
+  return shape;
+}
+
+inline void check_storage(const at::Tensor& frames, const at::Tensor& obs_pos,
+                          const at::Tensor& action, const at::Tensor& reward,
+                          const at::Tensor& terminated, const at::Tensor& counters,
+                          int64_t frame_stack, const at::Tensor* truncated = nullptr) {
+  TORCH_CHECK(frames.dim() >= 2 && frames.is_contiguous(),
+              "replay storage: expected contiguous frames of shape (envs, frames, ...), got ",
+              frames.sizes());
+  const int64_t num_envs = frames.size(0);
+  TORCH_CHECK_VALUE(frame_stack >= 1, "frame_stack must be at least 1, got ", frame_stack);
+  TORCH_CHECK_VALUE(frames.size(1) >= frame_stack + 1,
+                    "replay storage: need at least frame_stack + 1 = ", frame_stack + 1,
+                    " frames per environment, got ", frames.size(1));
+  auto check_ring = [&](const at::Tensor& t, at::ScalarType dtype, const char* name) {
+    TORCH_CHECK(t.scalar_type() == dtype && t.dim() == 2 && t.size(0) == num_envs &&
+                    t.is_contiguous() && t.device() == frames.device(),
+                "replay storage: expected contiguous ", dtype, " ", name,
+                " of shape (", num_envs, ", capacity) on ", frames.device(), ", got ",
+                t.scalar_type(), " ", t.sizes(), " on ", t.device());
+  };
+  check_ring(obs_pos, at::kLong, "obs_pos");
+  check_ring(action, at::kLong, "action");
+  check_ring(reward, at::kFloat, "reward");
+  check_ring(terminated, at::kBool, "terminated");
+  if (truncated != nullptr) check_ring(*truncated, at::kBool, "truncated");
+  TORCH_CHECK(obs_pos.sizes() == action.sizes() && obs_pos.sizes() == reward.sizes() &&
+                  obs_pos.sizes() == terminated.sizes() && obs_pos.size(1) >= 1 &&
+                  (truncated == nullptr || truncated->sizes() == obs_pos.sizes()),
+              "replay storage: transition rings disagree in shape");
+  TORCH_CHECK(counters.scalar_type() == at::kLong && counters.is_contiguous() &&
+                  counters.sizes() == at::IntArrayRef({num_envs, kNumCounters}) &&
+                  counters.device() == frames.device(),
+              "replay storage: expected int64 counters of shape (", num_envs, ", ",
+              static_cast<int64_t>(kNumCounters), "), got ", counters.scalar_type(), " ",
+              counters.sizes());
+}
+
+// Checks one batch of per-environment inputs to replay_add.
+inline void check_add_inputs(const at::Tensor& frames, const at::Tensor& obs,
+                             const at::Tensor& next_obs, const at::Tensor& new_action,
+                             const at::Tensor& new_reward, const at::Tensor& new_terminated,
+                             const at::Tensor& new_truncated, int64_t frame_stack) {
+  const int64_t num_envs = frames.size(0);
+  const auto expected = observation_batch_shape(frames, num_envs, frame_stack);
+  for (const at::Tensor* t : {&obs, &next_obs}) {
+    const char* name = t == &obs ? "obs" : "next_obs";
+    TORCH_CHECK_TYPE(t->scalar_type() == frames.scalar_type(), "expected ",
+                     dtype_name(frames.scalar_type()), " ", name, ", got ",
+                     dtype_name(t->scalar_type()));
+    TORCH_CHECK_VALUE(t->sizes() == at::IntArrayRef(expected), "expected ", name,
+                      " of shape ", at::IntArrayRef(expected), " (num_envs, *obs_shape), got ",
+                      t->sizes());
+    TORCH_CHECK_VALUE(t->device() == frames.device(), "expected ", name, " on ",
+                      frames.device(), ", got ", t->device());
+  }
+  struct Field {
+    const at::Tensor* tensor;
+    at::ScalarType dtype;
+    const char* name;
+  };
+  for (const Field& f : {Field{&new_action, at::kLong, "action"},
+                         Field{&new_reward, at::kFloat, "reward"},
+                         Field{&new_terminated, at::kBool, "terminated"},
+                         Field{&new_truncated, at::kBool, "truncated"}}) {
+    TORCH_CHECK_TYPE(f.tensor->scalar_type() == f.dtype, "expected ", dtype_name(f.dtype), " ",
+                     f.name, ", got ", dtype_name(f.tensor->scalar_type()));
+    TORCH_CHECK_VALUE(f.tensor->dim() == 1 && f.tensor->size(0) == num_envs, "expected ",
+                      f.name, " of shape [", num_envs, "] (one per environment), got ",
+                      f.tensor->sizes());
+    TORCH_CHECK_VALUE(f.tensor->device() == frames.device(), "expected ", f.name, " on ",
+                      frames.device(), ", got ", f.tensor->device());
+  }
+}
+
+inline void check_sample_outputs(const at::Tensor& frames, const at::Tensor& random_bits,
+                                 const at::Tensor& out_obs, const at::Tensor& out_next_obs,
+                                 const at::Tensor& out_action, const at::Tensor& out_reward,
+                                 const at::Tensor& out_terminated, int64_t frame_stack) {
+  TORCH_CHECK_TYPE(random_bits.scalar_type() == at::kLong, "expected int64 random_bits, got ",
+                   dtype_name(random_bits.scalar_type()));
+  TORCH_CHECK_VALUE(random_bits.dim() == 1 && random_bits.device() == frames.device(),
+                    "expected random_bits of shape (batch,) on ", frames.device(), ", got ",
+                    random_bits.sizes(), " on ", random_bits.device());
+  const int64_t batch = random_bits.size(0);
+  const auto expected = observation_batch_shape(frames, batch, frame_stack);
+  for (const at::Tensor* t : {&out_obs, &out_next_obs}) {
+    TORCH_CHECK_VALUE(t->scalar_type() == frames.scalar_type() &&
+                          t->sizes() == at::IntArrayRef(expected) && t->is_contiguous() &&
+                          t->device() == frames.device(),
+                      "expected contiguous ", dtype_name(frames.scalar_type()), " output of shape ",
+                      at::IntArrayRef(expected), " on ", frames.device(), ", got ",
+                      dtype_name(t->scalar_type()), " ", t->sizes(), " on ", t->device());
+  }
+  struct Field {
+    const at::Tensor* tensor;
+    at::ScalarType dtype;
+  };
+  for (const Field& f : {Field{&out_action, at::kLong}, Field{&out_reward, at::kFloat},
+                         Field{&out_terminated, at::kBool}}) {
+    TORCH_CHECK_VALUE(f.tensor->scalar_type() == f.dtype && f.tensor->dim() == 1 &&
+                          f.tensor->size(0) == batch && f.tensor->is_contiguous() &&
+                          f.tensor->device() == frames.device(),
+                      "expected contiguous ", dtype_name(f.dtype), " output of shape [", batch,
+                      "] on ", frames.device(), ", got ", dtype_name(f.tensor->scalar_type()), " ",
+                      f.tensor->sizes(), " on ", f.tensor->device());
+  }
+}
+
+}  // namespace dqnfast

@@ -1,0 +1,42 @@
+"""Typed Python wrappers of the compiled ops, and their fake (meta) kernels.
+
+The fakes let the ops run under ``torch.compile`` and inside CUDA-graph capture:
+both ops only write into tensors they are given, so their fakes return nothing.
+"""
+import torch
+
+from dqnfast import _C  # noqa: F401  (registers torch.ops.dqnfast)
+
+
+def replay_add(storage: dict, obs: torch.Tensor, next_obs: torch.Tensor, action: torch.Tensor,
+               reward: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
+               frame_stack: int) -> None:
+    """Appends one transition per environment to the replay storage (in place)."""
+    torch.ops.dqnfast.replay_add(
+        storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
+        storage["terminated"], storage["truncated"], storage["counters"],
+        obs, next_obs, action, reward, terminated, truncated, frame_stack)
+
+
+def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int,
+                  out: dict) -> None:
+    """Writes the transitions picked by ``random_bits`` (one non-negative int64
+    each) into the preallocated tensors of ``out``."""
+    torch.ops.dqnfast.replay_sample(
+        storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
+        storage["terminated"], storage["counters"], random_bits, frame_stack,
+        out["obs"], out["next_obs"], out["action"], out["reward"], out["terminated"])
+
+
+@torch.library.register_fake("dqnfast::replay_add")
+def _replay_add_fake(frames, obs_pos, action, reward, terminated, truncated, counters,
+                     obs, next_obs, new_action, new_reward, new_terminated, new_truncated,
+                     frame_stack):
+    return None
+
+
+@torch.library.register_fake("dqnfast::replay_sample")
+def _replay_sample_fake(frames, obs_pos, action, reward, terminated, counters, random_bits,
+                        frame_stack, out_obs, out_next_obs, out_action, out_reward,
+                        out_terminated):
+    return None

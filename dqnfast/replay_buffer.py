@@ -1,0 +1,294 @@
+"""The replay buffer: each frame stored once, stacks rebuilt when sampling."""
+import math
+import threading
+from typing import NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from dqnfast import ops
+
+ArrayLike = Union[np.ndarray, torch.Tensor, Sequence, float, int, bool]
+
+# Spare frames beyond one per transition cost at most this many bytes per transition
+# (see ReplayBuffer's docstring: episode starts take frame_stack frames).
+_RESERVE_BYTES_PER_TRANSITION = 64
+
+
+class Batch(NamedTuple):
+    """One sampled batch, on the buffer's ``device``.
+
+    ``obs`` and ``next_obs`` are (batch, *obs_shape) of ``obs_dtype``; ``action`` int64,
+    ``reward`` float32 and ``terminated`` bool are (batch,). ``terminated`` says not to
+    bootstrap; truncated transitions bootstrap from their true final ``next_obs``.
+    """
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    next_obs: torch.Tensor
+    terminated: torch.Tensor
+
+
+class ReplayBuffer:
+    """A circular replay buffer for DQN that stores every frame once.
+
+    Layout. The buffer is split evenly between the ``num_envs`` environments; each
+    keeps its own stream, so environments never mix. Per environment there are two
+    rings: ``capacity // num_envs`` transition slots and ``frame_capacity // num_envs``
+    frames. Transitions and frames are numbered by how many were ever written to
+    that environment (absolute numbers); number ``n`` lives at ``n % ring size``.
+
+    Transitions. Transition ``n`` stores its action, reward, terminated and
+    truncated flags, and the absolute position ``p`` of the newest frame of its
+    ``obs``. With ``frame_stack=k`` its ``obs`` is frames ``p-k+1 .. p`` and its
+    ``next_obs`` frames ``p-k+2 .. p+1``: a transition adds one frame, the newest
+    of ``next_obs``. ``next_obs[:-1]`` must equal ``obs[1:]`` (else ValueError).
+
+    Episode starts. When an environment's previous transition ended (terminated
+    or truncated), or its ``obs`` is not the stored ``next_obs`` of its previous
+    transition, all ``k`` frames of ``obs`` are stored as they came (zero-padded
+    or repeated, whatever the environment gave). So a stack never spans two
+    episodes, and an episode of ``L`` steps takes ``L + k`` frames.
+
+    Validity. Transition ``n`` of an environment is valid iff
+    ``first_valid <= n < transitions_written``: its slot has not been reused
+    (``n >= transitions_written - capacity_per_env``) and its oldest frame has
+    not been overwritten (``p - k + 1 >= frames_written - frame_capacity_per_env``).
+    Both limits only move forward, so the valid transitions are one contiguous
+    run per environment and ``add`` advances ``first_valid`` in amortized O(1).
+    When short episodes use up the spare frames, the oldest transitions leave
+    early and ``len(buffer)`` stays below ``capacity``; pass a larger
+    ``frame_capacity`` to keep them. ``sample`` maps one uniform random number to
+    one valid transition in O(num_envs) without rejection.
+
+    Batches. ``sample`` writes into tensors preallocated per batch size (pinned
+    host memory, then one asynchronous copy, when ``device`` is CUDA). A returned
+    ``Batch`` is valid until the next ``sample`` call with the same batch size;
+    ``clone()`` what must outlive it.
+
+    Threads. ``add`` and ``sample`` hold one lock while they touch the storage,
+    so an acting thread may add while a learning thread samples.
+    """
+
+    def __init__(self, capacity: int, obs_shape: Sequence[int], *, num_envs: int = 1,
+                 frame_stack: int = 1, obs_dtype: torch.dtype = torch.uint8,
+                 device: Union[str, torch.device] = "cpu", seed: Optional[int] = None,
+                 frame_capacity: Optional[int] = None):
+        _require_int("num_envs", num_envs, minimum=1)
+        _require_int("frame_stack", frame_stack, minimum=1)
+        _require_int("capacity", capacity, minimum=num_envs)
+        obs_shape = tuple(obs_shape)
+        if not obs_shape or not all(isinstance(d, int) and d > 0 for d in obs_shape):
+            raise ValueError(f"obs_shape must be a non-empty tuple of positive ints, got {obs_shape}")
+        if frame_stack > 1 and obs_shape[0] != frame_stack:
+            raise ValueError(f"with frame_stack={frame_stack}, obs_shape must start with "
+                             f"{frame_stack} (stacked frames first), got {obs_shape}")
+        if not isinstance(obs_dtype, torch.dtype):
+            raise TypeError(f"obs_dtype must be a torch.dtype, got {obs_dtype!r}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device={device!r} asks for CUDA, but no GPU is visible to torch "
+                               f"{torch.__version__}")
+
+        self.capacity = capacity
+        self.obs_shape = obs_shape
+        self.num_envs = num_envs
+        self.frame_stack = frame_stack
+        self.obs_dtype = obs_dtype
+        frame_shape = obs_shape[1:] if frame_stack > 1 else obs_shape
+        per_env = capacity // num_envs
+        if frame_capacity is None:
+            frame_bytes = math.prod(frame_shape) * obs_dtype.itemsize
+            reserve = math.ceil(per_env * _RESERVE_BYTES_PER_TRANSITION / frame_bytes)
+            frame_capacity = (per_env + min(per_env * frame_stack, max(frame_stack + 1, reserve))) * num_envs
+        _require_int("frame_capacity", frame_capacity, minimum=(frame_stack + 1) * num_envs)
+        self.frame_capacity = frame_capacity
+
+        self._storage = {
+            "frames": torch.zeros((num_envs, frame_capacity // num_envs, *frame_shape), dtype=obs_dtype),
+            "obs_pos": torch.zeros((num_envs, per_env), dtype=torch.int64),
+            "action": torch.zeros((num_envs, per_env), dtype=torch.int64),
+            "reward": torch.zeros((num_envs, per_env), dtype=torch.float32),
+            "terminated": torch.zeros((num_envs, per_env), dtype=torch.bool),
+            "truncated": torch.zeros((num_envs, per_env), dtype=torch.bool),
+            "counters": torch.zeros((num_envs, 4), dtype=torch.int64),
+        }
+        self._generator = torch.Generator()
+        if seed is None:
+            self._generator.seed()
+        else:
+            self._generator.manual_seed(seed)
+        self._outputs = {}
+        self._lock = threading.Lock()
+
+    # -- adding -------------------------------------------------------------------------
+
+    def add(self, obs: ArrayLike, action: ArrayLike, reward: ArrayLike, next_obs: ArrayLike,
+            terminated: ArrayLike, truncated: ArrayLike) -> None:
+        """Adds one transition per environment; each argument has leading dim num_envs.
+
+        ``next_obs`` is the observation the step returned: for a terminated or
+        truncated step, the true final observation (not the reset one).
+        """
+        obs = self._as_storage_tensor(obs, "obs")
+        next_obs = self._as_storage_tensor(next_obs, "next_obs")
+        action = _cast(self._as_storage_tensor(action, "action"), "action", torch.int64,
+                       _is_integer, "an integer dtype")
+        reward = _cast(self._as_storage_tensor(reward, "reward"), "reward", torch.float32,
+                       _is_real, "a real dtype")
+        terminated = _as_flags(self._as_storage_tensor(terminated, "terminated"), "terminated")
+        truncated = _as_flags(self._as_storage_tensor(truncated, "truncated"), "truncated")
+        with self._lock:
+            ops.replay_add(self._storage, obs, next_obs, action, reward, terminated, truncated,
+                           self.frame_stack)
+
+    def _as_storage_tensor(self, value: ArrayLike, name: str) -> torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            return value.to("cpu")
+        try:
+            return torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f"expected {name} as a numpy array or torch tensor, got "
+                            f"{type(value).__name__}: {error}") from None
+
+    # -- sampling -----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        counters = self._storage["counters"]
+        return int((counters[:, 0] - counters[:, 2]).sum())
+
+    def sample(self, batch_size: int) -> Batch:
+        """Samples ``batch_size`` transitions uniformly (with replacement) from those stored."""
+        _require_int("batch_size", batch_size, minimum=1)
+        with self._lock:
+            stored = len(self)
+            if stored == 0:
+                raise ValueError("cannot sample from an empty replay buffer")
+            if batch_size > stored:
+                raise ValueError(f"batch_size {batch_size} is larger than the {stored} "
+                                 "transitions stored")
+            staging, out, copied = self._output_tensors(batch_size)
+            if copied is not None:
+                copied.synchronize()  # the last copy out of `staging` must be done
+            random_bits = torch.randint(0, 2**62, (batch_size,), generator=self._generator)
+            ops.replay_sample(self._storage, random_bits, self.frame_stack, staging)
+            if copied is not None:
+                for name, tensor in out.items():
+                    tensor.copy_(staging[name], non_blocking=True)
+                copied.record()
+        return Batch(obs=out["obs"], action=out["action"], reward=out["reward"],
+                     next_obs=out["next_obs"], terminated=out["terminated"])
+
+    def _output_tensors(self, batch_size: int):
+        """(host tensors written by the op, tensors returned, CUDA event or None)."""
+        if batch_size not in self._outputs:
+            pinned = self.device.type == "cuda"
+            staging = {
+                "obs": torch.empty((batch_size, *self.obs_shape), dtype=self.obs_dtype, pin_memory=pinned),
+                "next_obs": torch.empty((batch_size, *self.obs_shape), dtype=self.obs_dtype, pin_memory=pinned),
+                "action": torch.empty(batch_size, dtype=torch.int64, pin_memory=pinned),
+                "reward": torch.empty(batch_size, dtype=torch.float32, pin_memory=pinned),
+                "terminated": torch.empty(batch_size, dtype=torch.bool, pin_memory=pinned),
+            }
+            if pinned:
+                out = {name: torch.empty_like(t, device=self.device) for name, t in staging.items()}
+                self._outputs[batch_size] = (staging, out, torch.cuda.Event())
+            else:
+                self._outputs[batch_size] = (staging, staging, None)
+        return self._outputs[batch_size]
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def _config(self) -> dict:
+        return {"capacity": self.capacity, "obs_shape": list(self.obs_shape),
+                "num_envs": self.num_envs, "frame_stack": self.frame_stack,
+                "obs_dtype": str(self.obs_dtype), "frame_capacity": self.frame_capacity}
+
+    def state_dict(self) -> dict:
+        """The buffer's own storage tensors (not copies) plus its config and RNG state.
+
+        Save it before the next ``add``; ``torch.save`` writes the tensors directly,
+        so a full buffer is checkpointed without a second copy in memory.
+        """
+        return {"config": self._config(), "storage": dict(self._storage),
+                "generator": self._generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copies a ``state_dict`` into this buffer, which must have the same config.
+
+        Load the file with ``torch.load(path, mmap=True)`` (as ``load`` does) so that
+        the arrays are read straight into the buffer's storage.
+        """
+        if not isinstance(state, dict) or set(state) != {"config", "storage", "generator"}:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"expected a ReplayBuffer state_dict with keys config, storage, "
+                             f"generator; got {got}")
+        if state["config"] != self._config():
+            raise ValueError(f"state_dict is of a buffer configured as {state['config']}, "
+                             f"this buffer is {self._config()}")
+        storage = state["storage"]
+        if not isinstance(storage, dict) or set(storage) != set(self._storage):
+            raise ValueError(f"state_dict storage must hold {sorted(self._storage)}")
+        for name, mine in self._storage.items():
+            theirs = storage[name]
+            if not isinstance(theirs, torch.Tensor) or theirs.shape != mine.shape or theirs.dtype != mine.dtype:
+                got = (f"{theirs.dtype} {tuple(theirs.shape)}" if isinstance(theirs, torch.Tensor)
+                       else type(theirs).__name__)
+                raise ValueError(f"state_dict storage {name!r}: expected {mine.dtype} "
+                                 f"{tuple(mine.shape)}, got {got}")
+        with self._lock:
+            for name, mine in self._storage.items():
+                if storage[name].data_ptr() != mine.data_ptr():
+                    mine.copy_(storage[name])
+            self._generator.set_state(state["generator"])
+
+    def save(self, path) -> None:
+        """Writes the buffer to ``path`` (see ``state_dict``)."""
+        with self._lock:
+            torch.save(self.state_dict(), path)
+
+    def load(self, path) -> None:
+        """Reads a buffer written by ``save`` into this one, through a memory map."""
+        self.load_state_dict(torch.load(path, mmap=True, weights_only=True))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of storage held, frames and metadata."""
+        return sum(t.numel() * t.element_size() for t in self._storage.values())
+
+    def __repr__(self) -> str:
+        return (f"ReplayBuffer(len={len(self)}, capacity={self.capacity}, obs_shape={self.obs_shape}, "
+                f"num_envs={self.num_envs}, frame_stack={self.frame_stack}, "
+                f"obs_dtype={self.obs_dtype}, device={self.device})")
+
+
+def _require_int(name: str, value, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+
+
+def _is_integer(dtype: torch.dtype) -> bool:
+    return not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
+
+
+def _is_real(dtype: torch.dtype) -> bool:
+    return not dtype.is_complex and dtype != torch.bool
+
+
+def _cast(tensor: torch.Tensor, name: str, dtype: torch.dtype, accepts, what: str) -> torch.Tensor:
+    if not accepts(tensor.dtype):
+        raise TypeError(f"expected {name} of {what}, got {tensor.dtype}")
+    return tensor.to(dtype)
+
+
+def _as_flags(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    """Bool flags; numeric arrays (SB3 passes float dones) must hold only 0 and 1."""
+    if tensor.dtype == torch.bool:
+        return tensor
+    if tensor.dtype.is_complex or not ((tensor == 0) | (tensor == 1)).all():
+        raise ValueError(f"expected {name} as bools (or 0/1), got {tensor.dtype} values "
+                         f"{tensor.flatten()[:8].tolist()}")
+    return tensor.to(torch.bool)
