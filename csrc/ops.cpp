@@ -14,13 +14,14 @@ PyObject* PyInit__C(void) {
 }
 
 TORCH_LIBRARY(dqnfast, m) {
-  // Appends one transition per environment; see csrc/replay_layout.h.
+  // Appends one transition to each environment named in env_ids (row i of the
+  // inputs to environment env_ids[i]); see csrc/replay_layout.h.
   m.def(
       "replay_add(Tensor(a!) frames, Tensor(b!) obs_pos, Tensor(c!) action, "
       "Tensor(d!) reward, Tensor(e!) terminated, Tensor(f!) truncated, "
       "Tensor(g!) counters, Tensor obs, Tensor next_obs, Tensor new_action, "
       "Tensor new_reward, Tensor new_terminated, Tensor new_truncated, "
-      "int frame_stack) -> ()");
+      "Tensor env_ids, int frame_stack) -> ()");
   // Gathers the transitions picked by `random_bits` into the out tensors.
   m.def(
       "replay_sample(Tensor frames, Tensor obs_pos, Tensor action, Tensor reward, "

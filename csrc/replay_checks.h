@@ -64,12 +64,29 @@ inline void check_storage(const at::Tensor& frames, const at::Tensor& obs_pos,
               counters.sizes());
 }
 
-// Checks one batch of per-environment inputs to replay_add.
+// Checks one batch of per-environment inputs to replay_add, one row per entry
+// of env_ids (checked on the host: distinct environment indices).
 inline void check_add_inputs(const at::Tensor& frames, const at::Tensor& obs,
                              const at::Tensor& next_obs, const at::Tensor& new_action,
                              const at::Tensor& new_reward, const at::Tensor& new_terminated,
-                             const at::Tensor& new_truncated, int64_t frame_stack) {
-  const int64_t num_envs = frames.size(0);
+                             const at::Tensor& new_truncated, const at::Tensor& env_ids,
+                             int64_t frame_stack) {
+  const int64_t total_envs = frames.size(0);
+  TORCH_CHECK_TYPE(env_ids.scalar_type() == at::kLong, "expected torch.int64 env_ids, got ",
+                   dtype_name(env_ids.scalar_type()));
+  TORCH_CHECK_VALUE(env_ids.dim() == 1 && env_ids.size(0) <= total_envs && env_ids.is_cpu(),
+                    "expected env_ids of shape (n,) with n <= ", total_envs,
+                    " on the CPU, got ", env_ids.sizes(), " on ", env_ids.device());
+  const at::Tensor ids = env_ids.contiguous();
+  std::vector<bool> taken(total_envs, false);
+  for (int64_t i = 0; i < ids.size(0); ++i) {
+    const int64_t e = ids.data_ptr<int64_t>()[i];
+    TORCH_CHECK_VALUE(e >= 0 && e < total_envs, "env_ids must lie in [0, ", total_envs,
+                      "), got ", e);
+    TORCH_CHECK_VALUE(!taken[e], "env_ids must be distinct, got ", e, " twice");
+    taken[e] = true;
+  }
+  const int64_t num_envs = ids.size(0);
   const auto expected = observation_batch_shape(frames, num_envs, frame_stack);
   for (const at::Tensor* t : {&obs, &next_obs}) {
     const char* name = t == &obs ? "obs" : "next_obs";
@@ -77,7 +94,7 @@ inline void check_add_inputs(const at::Tensor& frames, const at::Tensor& obs,
                      dtype_name(frames.scalar_type()), " ", name, ", got ",
                      dtype_name(t->scalar_type()));
     TORCH_CHECK_VALUE(t->sizes() == at::IntArrayRef(expected), "expected ", name,
-                      " of shape ", at::IntArrayRef(expected), " (num_envs, *obs_shape), got ",
+                      " of shape ", at::IntArrayRef(expected), " (one row per environment added, then obs_shape), got ",
                       t->sizes());
     TORCH_CHECK_VALUE(t->device() == frames.device(), "expected ", name, " on ",
                       frames.device(), ", got ", t->device());
@@ -94,7 +111,7 @@ inline void check_add_inputs(const at::Tensor& frames, const at::Tensor& obs,
     TORCH_CHECK_TYPE(f.tensor->scalar_type() == f.dtype, "expected ", dtype_name(f.dtype), " ",
                      f.name, ", got ", dtype_name(f.tensor->scalar_type()));
     TORCH_CHECK_VALUE(f.tensor->dim() == 1 && f.tensor->size(0) == num_envs, "expected ",
-                      f.name, " of shape [", num_envs, "] (one per environment), got ",
+                      f.name, " of shape [", num_envs, "] (one per environment added), got ",
                       f.tensor->sizes());
     TORCH_CHECK_VALUE(f.tensor->device() == frames.device(), "expected ", f.name, " on ",
                       frames.device(), ", got ", f.tensor->device());

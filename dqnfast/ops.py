@@ -10,12 +10,13 @@ from dqnfast import _C  # noqa: F401  (registers torch.ops.dqnfast)
 
 def replay_add(storage: dict, obs: torch.Tensor, next_obs: torch.Tensor, action: torch.Tensor,
                reward: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
-               frame_stack: int) -> None:
-    """Appends one transition per environment to the replay storage (in place)."""
+               env_ids: torch.Tensor, frame_stack: int) -> None:
+    """Appends row i of the inputs to environment ``env_ids[i]`` of the replay
+    storage (in place)."""
     torch.ops.dqnfast.replay_add(
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
         storage["terminated"], storage["truncated"], storage["counters"],
-        obs, next_obs, action, reward, terminated, truncated, frame_stack)
+        obs, next_obs, action, reward, terminated, truncated, env_ids, frame_stack)
 
 
 def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int,
@@ -31,7 +32,7 @@ def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int,
 @torch.library.register_fake("dqnfast::replay_add")
 def _replay_add_fake(frames, obs_pos, action, reward, terminated, truncated, counters,
                      obs, next_obs, new_action, new_reward, new_terminated, new_truncated,
-                     frame_stack):
+                     env_ids, frame_stack):
     return None
 
 

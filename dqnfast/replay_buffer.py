@@ -119,17 +119,22 @@ class ReplayBuffer:
             self._generator.seed()
         else:
             self._generator.manual_seed(seed)
+        self._all_env_ids = torch.arange(num_envs)
         self._outputs = {}
         self._lock = threading.Lock()
 
     # -- adding -------------------------------------------------------------------------
 
     def add(self, obs: ArrayLike, action: ArrayLike, reward: ArrayLike, next_obs: ArrayLike,
-            terminated: ArrayLike, truncated: ArrayLike) -> None:
+            terminated: ArrayLike, truncated: ArrayLike, *,
+            env_ids: Optional[ArrayLike] = None) -> None:
         """Adds one transition per environment; each argument has leading dim num_envs.
 
         ``next_obs`` is the observation the step returned: for a terminated or
         truncated step, the true final observation (not the reset one).
+        ``env_ids`` (distinct indices) adds row i to environment ``env_ids[i]`` only,
+        for vector envs that spend a step on resetting (envpool, gymnasium's
+        next-step autoreset): leave those environments out of that step's add.
         """
         obs = self._as_storage_tensor(obs, "obs")
         next_obs = self._as_storage_tensor(next_obs, "next_obs")
@@ -139,9 +144,14 @@ class ReplayBuffer:
                        _is_real, "a real dtype")
         terminated = _as_flags(self._as_storage_tensor(terminated, "terminated"), "terminated")
         truncated = _as_flags(self._as_storage_tensor(truncated, "truncated"), "truncated")
+        if env_ids is None:
+            env_ids = self._all_env_ids
+        else:
+            env_ids = _cast(self._as_storage_tensor(env_ids, "env_ids"), "env_ids", torch.int64,
+                            _is_integer, "an integer dtype")
         with self._lock:
             ops.replay_add(self._storage, obs, next_obs, action, reward, terminated, truncated,
-                           self.frame_stack)
+                           env_ids, self.frame_stack)
 
     def _as_storage_tensor(self, value: ArrayLike, name: str) -> torch.Tensor:
         if isinstance(value, torch.Tensor):

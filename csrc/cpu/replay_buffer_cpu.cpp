@@ -30,18 +30,20 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
                     at::Tensor counters, const at::Tensor& obs_in,
                     const at::Tensor& next_obs_in, const at::Tensor& new_action_in,
                     const at::Tensor& new_reward_in, const at::Tensor& new_terminated_in,
-                    const at::Tensor& new_truncated_in, int64_t k) {
+                    const at::Tensor& new_truncated_in, const at::Tensor& env_ids_in,
+                    int64_t k) {
   check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
   check_add_inputs(frames, obs_in, next_obs_in, new_action_in, new_reward_in,
-                   new_terminated_in, new_truncated_in, k);
+                   new_terminated_in, new_truncated_in, env_ids_in, k);
   const at::Tensor obs = obs_in.contiguous();
   const at::Tensor next_obs = next_obs_in.contiguous();
   const at::Tensor new_action = new_action_in.contiguous();
   const at::Tensor new_reward = new_reward_in.contiguous();
   const at::Tensor new_terminated = new_terminated_in.contiguous();
   const at::Tensor new_truncated = new_truncated_in.contiguous();
+  const at::Tensor env_ids = env_ids_in.contiguous();
 
-  const int64_t num_envs = frames.size(0);
+  const int64_t num_rows = env_ids.size(0);
   const int64_t frame_capacity = frames.size(1);
   const int64_t capacity = obs_pos.size(1);
   const int64_t fb = frame_bytes_of(frames);
@@ -49,11 +51,11 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
   const uint8_t* next_bytes = static_cast<const uint8_t*>(next_obs.data_ptr());
 
   // next_obs must be obs shifted by one frame: only its newest frame is stored.
-  for (int64_t e = 0; e < num_envs; ++e) {
-    const uint8_t* o = obs_bytes + e * k * fb;
-    const uint8_t* n = next_bytes + e * k * fb;
-    TORCH_CHECK_VALUE(std::memcmp(n, o + fb, (k - 1) * fb) == 0, "next_obs of environment ",
-                      e, " does not continue its obs: with frame_stack=", k,
+  for (int64_t i = 0; i < num_rows; ++i) {
+    const uint8_t* o = obs_bytes + i * k * fb;
+    const uint8_t* n = next_bytes + i * k * fb;
+    TORCH_CHECK_VALUE(std::memcmp(n, o + fb, (k - 1) * fb) == 0, "next_obs of row ", i,
+                      " does not continue its obs: with frame_stack=", k,
                       ", next_obs[:-1] must equal obs[1:]");
   }
 
@@ -68,13 +70,15 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
   const float* in_reward = new_reward.data_ptr<float>();
   const bool* in_term = new_terminated.data_ptr<bool>();
   const bool* in_trunc = new_truncated.data_ptr<bool>();
+  const int64_t* ids = env_ids.data_ptr<int64_t>();
 
-  at::parallel_for(0, num_envs, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t e = begin; e < end; ++e) {
+  at::parallel_for(0, num_rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t e = ids[i];
       int64_t* c = cnt + e * kNumCounters;
       uint8_t* ring = ring_base + e * frame_capacity * fb;
-      const uint8_t* o = obs_bytes + e * k * fb;
-      const uint8_t* n = next_bytes + e * k * fb;
+      const uint8_t* o = obs_bytes + i * k * fb;
+      const uint8_t* n = next_bytes + i * k * fb;
       int64_t fw = c[kFramesWritten];
       // A new stream starts at an episode start, or wherever obs is not the
       // stored next_obs: then the whole stack is stored as it came.
@@ -92,10 +96,10 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
       const int64_t n_written = c[kTransitionsWritten];
       const int64_t at = e * capacity + n_written % capacity;
       pos[at] = obs_newest;
-      act[at] = in_action[e];
-      rew[at] = in_reward[e];
-      term[at] = in_term[e];
-      trunc[at] = in_trunc[e];
+      act[at] = in_action[i];
+      rew[at] = in_reward[i];
+      term[at] = in_term[i];
+      trunc[at] = in_trunc[i];
       const int64_t tw = n_written + 1;
 
       // Drop transitions whose slot or oldest frame has been overwritten.
@@ -107,7 +111,7 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
       c[kTransitionsWritten] = tw;
       c[kFramesWritten] = fw;
       c[kFirstValid] = first_valid;
-      c[kStreamOpen] = !(in_term[e] || in_trunc[e]);
+      c[kStreamOpen] = !(in_term[i] || in_trunc[i]);
     }
   });
 }

@@ -1,0 +1,351 @@
+"""dqnfast.ReplayBuffer against a naive buffer of full copies."""
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dqnfast
+from reference import EpisodeStreams, NaiveReplayBuffer, check_against_reference, per_env_valid_counts
+
+NP_DTYPES = {torch.uint8: np.uint8, torch.float32: np.float32}
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_samples_match_reference(data):
+    num_envs = data.draw(st.integers(1, 4), label="num_envs")
+    k = data.draw(st.integers(1, 4), label="frame_stack")
+    frame_shape = data.draw(st.sampled_from([(3,), (2, 5), (1, 3, 2), (7, 1)]), label="frame_shape")
+    dtype = data.draw(st.sampled_from([torch.uint8, torch.float32]), label="dtype")
+    per_env = data.draw(st.integers(1, 10), label="per_env")
+    capacity = per_env * num_envs + data.draw(st.integers(0, num_envs - 1), label="spare")
+    frame_capacity = data.draw(
+        st.none() | st.integers((k + 1) * num_envs, (per_env * (k + 1) + 2) * num_envs),
+        label="frame_capacity")
+    streams = EpisodeStreams(
+        np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed")), num_envs, k,
+        frame_shape, NP_DTYPES[dtype],
+        end_prob=data.draw(st.sampled_from([0.0, 0.05, 0.3, 1.0]), label="end_prob"),
+        silent_reset_prob=data.draw(st.sampled_from([0.0, 0.1]), label="silent_reset_prob"),
+        low_entropy=data.draw(st.booleans(), label="low_entropy"))
+    obs_shape = (k, *frame_shape) if k > 1 else frame_shape
+    rb = dqnfast.ReplayBuffer(capacity, obs_shape, num_envs=num_envs, frame_stack=k,
+                              obs_dtype=dtype, seed=0, frame_capacity=frame_capacity)
+    ref = NaiveReplayBuffer(capacity, num_envs)
+    steps = data.draw(st.integers(1, 6 * per_env + 8), label="steps")
+    partial_prob = data.draw(st.sampled_from([0.0, 0.3]), label="partial_prob")
+    rng = np.random.default_rng(steps)
+    for step in range(steps):
+        obs, action, reward, next_obs, terminated, truncated = streams.step()
+        if rng.random() < partial_prob:
+            # Some envs only, in any order (a vector env's reset step leaves some out).
+            ids = rng.permutation(num_envs)[:rng.integers(0, num_envs + 1)]
+            rb.add(obs[ids], action[ids], reward[ids], next_obs[ids], terminated[ids],
+                   truncated[ids], env_ids=ids)
+            ref.add(obs[ids], action[ids], reward[ids], next_obs[ids], terminated[ids], ids)
+        else:
+            rb.add(obs, action, reward, next_obs, terminated, truncated)
+            ref.add(obs, action, reward, next_obs, terminated)
+        if len(rb) == 0:
+            continue
+        if step % 5 == 4:
+            check_against_reference(rb, ref, draws=3)
+    if len(rb):
+        # Many draws see every stored transition.
+        seen, expected = check_against_reference(rb, ref, draws=40)
+        assert seen == set(expected)
+
+
+@pytest.mark.parametrize("frame_stack", [1, 4])
+def test_full_buffer_holds_capacity_when_frames_suffice(frame_stack):
+    num_envs, capacity = 3, 31
+    streams = EpisodeStreams(np.random.default_rng(1), num_envs, frame_stack, (5, 5), np.uint8,
+                             end_prob=0.3)
+    obs_shape = (frame_stack, 5, 5) if frame_stack > 1 else (5, 5)
+    # Enough frames for any episode pattern: k + 1 per transition.
+    rb = dqnfast.ReplayBuffer(capacity, obs_shape, num_envs=num_envs, frame_stack=frame_stack,
+                              frame_capacity=capacity * (frame_stack + 1))
+    for step in range(100):
+        rb.add(*streams.step())
+        assert len(rb) == min(step + 1, capacity // num_envs) * num_envs
+    assert len(rb) == 30
+
+
+def test_frame_reserve_is_small_for_atari_frames():
+    rb = dqnfast.ReplayBuffer(100_000, (4, 84, 84), num_envs=8, frame_stack=4)
+    per_transition = rb.nbytes / rb.capacity
+    assert 84 * 84 < per_transition < 7_200  # "about 7.1 KB", all metadata included
+
+
+def test_sampling_is_uniform_over_stored_transitions():
+    """Envs hold different numbers of transitions (short episodes evict early)."""
+    num_envs = 3
+    streams = EpisodeStreams(np.random.default_rng(2), num_envs, 4, (2, 2), np.uint8,
+                             end_prob=0.4)
+    rb = dqnfast.ReplayBuffer(150, (4, 2, 2), num_envs=num_envs, frame_stack=4, seed=3,
+                              frame_capacity=3 * 90)
+    for _ in range(300):
+        rb.add(*streams.step())
+    counts = per_env_valid_counts(rb)
+    assert len(set(counts)) > 1, "the test wants envs with different valid counts"
+    n = len(rb)
+    draws = 4000 * n // 100
+    hits = {}
+    for _ in range(draws // 100):
+        for reward in rb.sample(100).reward.tolist():
+            hits[reward] = hits.get(reward, 0) + 1
+    assert len(hits) == n
+    observed = np.array(list(hits.values()), dtype=np.float64)
+    mean = observed.sum() / n
+    chi2 = ((observed - mean) ** 2 / mean).sum()
+    # Chi-square with n - 1 degrees of freedom: mean n - 1, sd sqrt(2(n - 1)).
+    assert chi2 < (n - 1) + 6 * np.sqrt(2 * (n - 1)), chi2
+
+
+def test_vector_observations_float32():
+    rb = dqnfast.ReplayBuffer(10, (4,), num_envs=2, obs_dtype=torch.float32, seed=0)
+    obs = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    rb.add(obs, [0, 1], [1.0, 2.0], obs + 1, [True, False], [False, True])
+    batch = rb.sample(2)
+    assert batch.obs.dtype == torch.float32 and batch.obs.shape == (2, 4)
+    for i, reward in enumerate(batch.reward.tolist()):
+        e = int(reward) - 1
+        np.testing.assert_array_equal(batch.obs[i].numpy(), obs[e])
+        np.testing.assert_array_equal(batch.next_obs[i].numpy(), obs[e] + 1)
+        assert batch.terminated[i].item() == (e == 0)
+
+
+def test_accepts_torch_and_noncontiguous_inputs():
+    rb = dqnfast.ReplayBuffer(8, (2, 3, 3), frame_stack=2, seed=0)
+    stacks = torch.arange(3 * 3 * 3, dtype=torch.uint8).reshape(1, 3, 3, 3)
+    obs = stacks[:, :2].transpose(2, 3)  # non-contiguous
+    next_obs = stacks[:, 1:].transpose(2, 3)
+    rb.add(obs, torch.tensor([2]), torch.tensor([0.5]), next_obs, torch.tensor([False]),
+           torch.tensor([0]))
+    batch = rb.sample(1)
+    assert torch.equal(batch.obs[0], obs[0]) and torch.equal(batch.next_obs[0], next_obs[0])
+    assert batch.action.item() == 2 and batch.reward.item() == 0.5
+
+
+# -- bad input: a clear error, and the buffer exactly as it was ------------------------------
+
+def snapshot(rb):
+    state = rb.state_dict()
+    return {name: t.clone() for name, t in state["storage"].items()}, state["generator"].clone()
+
+
+def assert_unchanged(rb, before):
+    storage, generator = before
+    state = rb.state_dict()
+    for name, t in storage.items():
+        assert torch.equal(state["storage"][name], t), name
+    assert torch.equal(state["generator"], generator)
+
+
+@pytest.fixture
+def atari_rb():
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, seed=0)
+    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8, end_prob=0.2)
+    for _ in range(10):
+        rb.add(*streams.step())
+    return rb, streams
+
+
+def good_step(streams):
+    obs, action, reward, next_obs, terminated, truncated = streams.step()
+    return dict(obs=obs, action=action, reward=reward, next_obs=next_obs,
+                terminated=terminated, truncated=truncated)
+
+
+BAD_ADDS = [
+    ("obs", lambda s: s["obs"][:, 1:], ValueError, r"expected obs of shape \[2, 4, 6, 6\]"),
+    ("obs", lambda s: s["obs"][:1], ValueError, r"expected obs of shape \[2, 4, 6, 6\]"),
+    ("obs", lambda s: s["obs"].astype(np.float32), TypeError, "expected torch.uint8 obs, got torch.float32"),
+    ("next_obs", lambda s: s["next_obs"][..., :5], ValueError, "expected next_obs of shape"),
+    ("next_obs", lambda s: 255 - s["next_obs"], ValueError, "does not continue its obs"),
+    ("action", lambda s: s["action"].astype(np.float32), TypeError, "expected action of an integer dtype"),
+    ("action", lambda s: s["action"][:1], ValueError, r"expected action of shape \[2\]"),
+    ("reward", lambda s: s["reward"][:, None], ValueError, r"expected reward of shape \[2\]"),
+    ("reward", lambda s: np.array([True, False]), TypeError, "expected reward of a real dtype"),
+    ("terminated", lambda s: np.array([0, 2]), ValueError, "expected terminated as bools"),
+    ("truncated", lambda s: np.array([False]), ValueError, r"expected truncated of shape \[2\]"),
+    ("obs", lambda s: "frames", TypeError, "expected obs as a numpy array or torch tensor"),
+    ("env_ids", lambda s: np.array([1, 1]), ValueError, "env_ids must be distinct, got 1 twice"),
+    ("env_ids", lambda s: np.array([0, 2]), ValueError, r"env_ids must lie in \[0, 2\), got 2"),
+    ("env_ids", lambda s: np.array([0.0, 1.0]), TypeError, "expected env_ids of an integer dtype"),
+    ("env_ids", lambda s: np.array([1]), ValueError, r"expected obs of shape \[1, 4, 6, 6\]"),
+]
+
+
+@pytest.mark.parametrize("field,corrupt,error,message", BAD_ADDS)
+def test_bad_add_is_rejected_and_changes_nothing(atari_rb, field, corrupt, error, message):
+    rb, streams = atari_rb
+    step = good_step(streams)
+    step[field] = corrupt(step)
+    before = snapshot(rb)
+    with pytest.raises(error, match=message):
+        rb.add(**step)
+    assert_unchanged(rb, before)
+
+
+@pytest.mark.parametrize("batch_size,error,message", [
+    (0, ValueError, "batch_size must be at least 1"),
+    (21, ValueError, "batch_size 21 is larger than the 20 transitions stored"),
+    (2.0, TypeError, "batch_size must be an int"),
+])
+def test_bad_sample_is_rejected(atari_rb, batch_size, error, message):
+    rb, _ = atari_rb
+    before = snapshot(rb)
+    with pytest.raises(error, match=message):
+        rb.sample(batch_size)
+    assert_unchanged(rb, before)
+
+
+def test_sampling_empty_buffer():
+    rb = dqnfast.ReplayBuffer(4, (3,), obs_dtype=torch.float32)
+    with pytest.raises(ValueError, match="cannot sample from an empty replay buffer"):
+        rb.sample(1)
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(capacity=3, num_envs=4), ValueError, "capacity must be at least 4, got 3"),
+    (dict(capacity=0), ValueError, "capacity must be at least 1"),
+    (dict(frame_stack=4, obs_shape=(3, 8, 8)), ValueError, "obs_shape must start with 4"),
+    (dict(frame_stack=4, frame_capacity=4), ValueError, "frame_capacity must be at least 5"),
+    (dict(obs_shape=(8, 0)), ValueError, "obs_shape must be a non-empty tuple of positive ints"),
+    (dict(obs_dtype=np.uint8), TypeError, "obs_dtype must be a torch.dtype"),
+    (dict(num_envs=2.5), TypeError, "num_envs must be an int"),
+    (dict(device="cuda"), RuntimeError, "no GPU is visible"),
+])
+def test_bad_construction(kwargs, error, message):
+    if kwargs.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    args = dict(capacity=16, obs_shape=(4, 8, 8), frame_stack=1) | kwargs
+    with pytest.raises(error, match=message):
+        dqnfast.ReplayBuffer(args.pop("capacity"), args.pop("obs_shape"), **args)
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+def test_state_dict_shares_storage_and_round_trips(tmp_path, atari_rb):
+    rb, streams = atari_rb
+    state = rb.state_dict()
+    # No copies: the state holds the buffer's own tensors.
+    assert all(t.data_ptr() == rb._storage[n].data_ptr() for n, t in state["storage"].items())
+    rb.save(tmp_path / "rb.pt")
+    clone = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, seed=123)
+    clone.load(tmp_path / "rb.pt")
+    assert len(clone) == len(rb)
+    # Same contents and same RNG state: the same batches from here on.
+    for _ in range(3):
+        a, b = rb.sample(8), clone.sample(8)
+        for x, y in zip(a, b):
+            assert torch.equal(x, y)
+    step = streams.step()
+    rb.add(*step)
+    clone.add(*step)
+    assert_unchanged(clone, snapshot(rb))
+
+
+def test_load_state_dict_rejects_other_configs(atari_rb):
+    rb, _ = atari_rb
+    other = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=1, frame_stack=4)
+    before = snapshot(other)
+    with pytest.raises(ValueError, match="configured as"):
+        other.load_state_dict(rb.state_dict())
+    with pytest.raises(ValueError, match="expected a ReplayBuffer state_dict"):
+        other.load_state_dict({"frames": 1})
+    state = other.state_dict()
+    state = dict(state, storage=dict(state["storage"], reward=torch.zeros(3)))
+    with pytest.raises(ValueError, match="state_dict storage 'reward'"):
+        other.load_state_dict(state)
+    assert_unchanged(other, before)
+
+
+# -- threads -----------------------------------------------------------------------------------
+
+def test_concurrent_add_and_sample_never_tears():
+    """Each transition's frames, action and reward all encode its id: a torn or
+    mixed transition would disagree with itself."""
+    num_envs, k = 4, 4
+    rb = dqnfast.ReplayBuffer(400, (k, 16, 16), num_envs=num_envs, frame_stack=k, seed=0)
+    stop = threading.Event()
+    errors = []
+
+    def frame(t, e):
+        return np.full((16, 16), (t * num_envs + e) % 251, np.uint8)
+
+    def actor():
+        t = 0
+        stacks = np.stack([[frame(j, e) for j in range(k)] for e in range(num_envs)])
+        while not stop.is_set() and t < 20_000:
+            new = np.stack([frame(t + k, e) for e in range(num_envs)])[:, None]
+            nxt = np.concatenate([stacks[:, 1:], new], axis=1)
+            ids = np.arange(num_envs) + t * num_envs
+            rb.add(stacks, ids % 7, ids.astype(np.float32), nxt, np.zeros(num_envs, bool),
+                   np.zeros(num_envs, bool))
+            stacks, t = nxt, t + 1
+
+    def learner():
+        try:
+            while len(rb) < 64:
+                time.sleep(0.001)
+            for _ in range(300):
+                batch = rb.sample(64)
+                for i, reward in enumerate(batch.reward.tolist()):
+                    t, e = divmod(int(reward), num_envs)
+                    want = np.stack([frame(t + j, e) for j in range(k + 1)])
+                    assert batch.action[i].item() == int(reward) % 7
+                    np.testing.assert_array_equal(batch.obs[i].numpy(), want[:k])
+                    np.testing.assert_array_equal(batch.next_obs[i].numpy(), want[1:])
+        except AssertionError as error:
+            errors.append(error)
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=actor), threading.Thread(target=learner)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors[0]
+    assert len(rb) == 400  # the actor kept adding while the learner sampled
+
+
+# -- the ops themselves ------------------------------------------------------------------------
+
+def test_opcheck_both_ops(atari_rb):
+    rb, streams = atari_rb
+    storage = {n: t.clone() for n, t in rb._storage.items()}
+    obs, action, reward, next_obs, terminated, truncated = (torch.as_tensor(x) for x in streams.step())
+    torch.library.opcheck(torch.ops.dqnfast.replay_add.default, (
+        storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
+        storage["terminated"], storage["truncated"], storage["counters"], obs, next_obs,
+        action.long(), reward.float(), terminated, truncated, torch.tensor([1, 0]), 4))
+    out = rb.sample(5)._asdict()
+    out = {n: torch.empty_like(t) for n, t in out.items()}
+    bits = torch.randint(0, 2**62, (5,))
+    torch.library.opcheck(torch.ops.dqnfast.replay_sample.default, (
+        storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
+        storage["terminated"], storage["counters"], bits, 4, out["obs"], out["next_obs"],
+        out["action"], out["reward"], out["terminated"]))
+
+
+def test_sample_op_compiles(atari_rb):
+    rb, _ = atari_rb
+    storage = rb._storage
+    out = {n: torch.empty_like(t) for n, t in rb.sample(6)._asdict().items()}
+
+    @torch.compile(backend="aot_eager", fullgraph=True)
+    def sample(bits):
+        dqnfast.ops.replay_sample(storage, bits, 4, out)
+        return out["obs"].float().mean()
+
+    bits = torch.randint(0, 2**62, (6,))
+    compiled_mean = sample(bits)
+    dqnfast.ops.replay_sample(storage, bits, 4, out)
+    assert compiled_mean.item() == out["obs"].float().mean().item()
