@@ -87,6 +87,8 @@ class ReplayBuffer:
         if not isinstance(obs_dtype, torch.dtype):
             raise TypeError(f"obs_dtype must be a torch.dtype, got {obs_dtype!r}")
         self.device = torch.device(device)
+        if self.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device must be a CPU or CUDA device, got {device!r}")
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device={device!r} asks for CUDA, but no GPU is visible to torch "
                                f"{torch.__version__}")

@@ -220,6 +220,7 @@ def test_sampling_empty_buffer():
     (dict(obs_dtype=np.uint8), TypeError, "obs_dtype must be a torch.dtype"),
     (dict(num_envs=2.5), TypeError, "num_envs must be an int"),
     (dict(device="cuda"), RuntimeError, "no GPU is visible"),
+    (dict(device="meta"), ValueError, "device must be a CPU or CUDA device, got 'meta'"),
 ])
 def test_bad_construction(kwargs, error, message):
     if kwargs.get("device") == "cuda" and torch.cuda.is_available():

@@ -232,6 +232,37 @@ def test_scarce_frames_keep_a_subset():
     assert set(sampled_keys(ours.sample(2000))) <= held
 
 
+def test_vector_observations_stacked_by_vec_frame_stack():
+    """VecFrameStack stacks 1-D observations along their only axis: (4 * 4,) for
+    CartPole, stored as 4 frames of 4 floats."""
+    venv = VecFrameStack(make_vec_env("CartPole-v1", n_envs=2, seed=0), n_stack=FRAME_STACK)
+    args = (400, venv.observation_space, venv.action_space)
+    ours = DQNFastReplayBuffer(*args, device="cpu", n_envs=2, frame_stack=FRAME_STACK, seed=0,
+                               frame_capacity=2 * 400)
+    theirs = SB3ReplayBuffer(*args, device="cpu", n_envs=2)
+    counts = fill_both(ours, theirs, venv, steps=150)
+    assert counts["terminated"] > 0
+    assert ours.dqnfast_buffer.obs_shape == (FRAME_STACK, 4)
+    held = sb3_held(theirs)
+    assert len(ours) == len(held) == 300
+    samples = ours.sample(1000)
+    assert samples.observations.shape == (1000, 16) and samples.observations.dtype == torch.float32
+    assert set(sampled_keys(samples)) <= held
+
+
+def test_seeded_by_numpy_like_sb3():
+    buffers = []
+    for _ in range(2):
+        venv = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+        np.random.seed(123)  # what DQN(seed=...) does before building its buffer
+        buffers.append(DQNFastReplayBuffer(100, venv.observation_space, venv.action_space,
+                                           device="cpu", n_envs=2))
+        theirs = SB3ReplayBuffer(100, venv.observation_space, venv.action_space, device="cpu", n_envs=2)
+        fill_both(buffers[-1], theirs, venv, steps=20, seed=1)
+    for a, b in zip(buffers[0].sample(16)[:5], buffers[1].sample(16)[:5]):
+        assert torch.equal(a, b)
+
+
 def test_sample_with_vec_normalize_and_small_batches():
     venv = make_vec_env("CartPole-v1", n_envs=2, seed=0)
     vec_normalize = VecNormalize(venv)
