@@ -41,3 +41,13 @@ def _replay_sample_fake(frames, obs_pos, action, reward, terminated, counters, r
                         frame_stack, out_obs, out_next_obs, out_action, out_reward,
                         out_terminated):
     return None
+
+
+@torch.library.register_fake("dqnfast::preprocess_frames")
+def _preprocess_frames_fake(frames, prev_frames, crop, resize, window, out):
+    return None
+
+
+@torch.library.register_fake("dqnfast::push_frames")
+def _push_frames_fake(stacks, frames, reset):
+    return None

@@ -264,6 +264,20 @@ class ReplayBuffer:
         """Reads a buffer written by ``save`` into this one, through a memory map."""
         self.load_state_dict(torch.load(path, mmap=True, weights_only=True))
 
+    def __getstate__(self) -> dict:
+        # Pickling (copy.deepcopy, multiprocessing) goes through the state_dict: the
+        # lock and the cached output tensors are rebuilt, not copied.
+        with self._lock:
+            return {"device": str(self.device), **self.state_dict()}
+
+    def __setstate__(self, state: dict) -> None:
+        config = state["config"]
+        self.__init__(config["capacity"], config["obs_shape"], num_envs=config["num_envs"],
+                      frame_stack=config["frame_stack"],
+                      obs_dtype=getattr(torch, config["obs_dtype"].removeprefix("torch.")),
+                      device=state["device"], frame_capacity=config["frame_capacity"])
+        self.load_state_dict({k: state[k] for k in ("config", "storage", "generator")})
+
     @property
     def nbytes(self) -> int:
         """Bytes of storage held, frames and metadata."""

@@ -1,4 +1,6 @@
 """dqnfast.ReplayBuffer against a naive buffer of full copies."""
+import copy
+import pickle
 import threading
 import time
 
@@ -250,6 +252,16 @@ def test_state_dict_shares_storage_and_round_trips(tmp_path, atari_rb):
     rb.add(*step)
     clone.add(*step)
     assert_unchanged(clone, snapshot(rb))
+
+
+def test_pickle_and_deepcopy_round_trip(atari_rb):
+    rb, streams = atari_rb
+    for clone in (pickle.loads(pickle.dumps(rb)), copy.deepcopy(rb)):
+        assert len(clone) == len(rb)
+        assert_unchanged(clone, snapshot(rb))
+        step = streams.step()
+        clone.add(*step)  # the clone has its own storage and lock
+        assert len(clone) == len(rb) + 2
 
 
 def test_load_state_dict_rejects_other_configs(atari_rb):

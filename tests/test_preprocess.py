@@ -1,0 +1,190 @@
+"""preprocess_frames against OpenCV, push_frames against a numpy stack."""
+import cv2
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dqnfast
+
+GAMES = ["pong", "breakout", "space_invaders", "ms_pacman", "seaquest"]
+
+
+def ale_frame_pairs(game, count=8, seed=0):
+    """(frames, prev_frames): consecutive screens of `game` under random play."""
+    ale_py = pytest.importorskip("ale_py")
+    ale = ale_py.ALEInterface()
+    ale.setLoggerMode(ale_py.LoggerMode.Error)
+    ale.setInt("random_seed", seed)
+    ale.setFloat("repeat_action_probability", 0.0)
+    ale.loadROM(ale_py.roms.get_rom_path(game))
+    actions = ale.getMinimalActionSet()
+    rng = np.random.default_rng(seed)
+    frames, prev = [], []
+    for _ in range(count):
+        for _ in range(int(rng.integers(5, 40))):
+            ale.act(actions[rng.integers(len(actions))])
+            if ale.game_over():
+                ale.reset_game()
+        prev.append(ale.getScreenRGB())
+        ale.act(actions[rng.integers(len(actions))])
+        frames.append(ale.getScreenRGB())
+    return np.stack(frames), np.stack(prev)
+
+
+def opencv_reference(frames, prev=None, *, crop=None, resize=(84, 84), window=None):
+    """max, cv2.cvtColor to uint8 gray, cv2.resize INTER_AREA, then the window."""
+    pooled = frames if prev is None else np.maximum(frames, prev)
+    out = []
+    for frame in pooled:
+        if crop is not None:
+            top, left, height, width = crop
+            frame = np.ascontiguousarray(frame[top:top + height, left:left + width])
+        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        small = cv2.resize(gray, (resize[1], resize[0]), interpolation=cv2.INTER_AREA)
+        if window is not None:
+            top, left, height, width = window
+            small = small[top:top + height, left:left + width]
+        out.append(small)
+    return np.stack(out)
+
+
+def float_reference(frames, prev=None, *, resize=(84, 84)):
+    """Grayscale with float weights, resized in float32, rounded once."""
+    pooled = (frames if prev is None else np.maximum(frames, prev)).astype(np.float32)
+    gray = pooled @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.stack([np.floor(cv2.resize(g, (resize[1], resize[0]), interpolation=cv2.INTER_AREA) + 0.5)
+                     for g in gray]).clip(0, 255).astype(np.uint8)
+
+
+def assert_close_to(ours, reference, exact_fraction):
+    ours = ours.numpy() if isinstance(ours, torch.Tensor) else ours
+    assert ours.shape == reference.shape
+    diff = np.abs(ours.astype(np.int16) - reference.astype(np.int16))
+    assert diff.max() <= 1, f"{(diff > 1).sum()} pixels differ by more than 1"
+    # A tiny output may still hold one pixel at a rounding boundary.
+    assert (diff != 0).sum() <= max(1, (1 - exact_fraction) * diff.size), (diff == 0).mean()
+
+
+@pytest.mark.parametrize("game", GAMES)
+def test_real_frames_match_opencv(game):
+    frames, prev = ale_frame_pairs(game)
+    assert_close_to(dqnfast.preprocess_frames(frames, prev), opencv_reference(frames, prev), 0.999)
+    assert_close_to(dqnfast.preprocess_frames(frames), opencv_reference(frames), 0.999)
+    assert_close_to(dqnfast.preprocess_frames(frames, prev), float_reference(frames, prev), 0.95)
+    assert_close_to(dqnfast.preprocess_frames(frames, prev, mode="textbook"),
+                    opencv_reference(frames, prev, resize=(110, 84), window=(18, 0, 84, 84)), 0.999)
+    crop = (34, 0, 160, 160)  # the playing field of many games
+    assert_close_to(dqnfast.preprocess_frames(frames, prev, crop=crop),
+                    opencv_reference(frames, prev, crop=crop), 0.999)
+
+
+def test_max_pool_takes_the_brighter_frame():
+    frames = np.zeros((1, 4, 4, 3), np.uint8)
+    prev = np.full((1, 4, 4, 3), 200, np.uint8)
+    out = dqnfast.preprocess_frames(frames, prev, out_size=(2, 2))
+    assert out.tolist() == [[[200, 200], [200, 200]]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_random_sizes_match_opencv(data):
+    n = data.draw(st.integers(1, 3))
+    height, width = data.draw(st.integers(1, 120)), data.draw(st.integers(1, 120))
+    top, left = data.draw(st.integers(0, height - 1)), data.draw(st.integers(0, width - 1))
+    crop = (top, left, data.draw(st.integers(1, height - top)), data.draw(st.integers(1, width - left)))
+    out_size = (data.draw(st.integers(1, crop[2])), data.draw(st.integers(1, crop[3])))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    # Smooth-ish images, like game screens, and pure noise.
+    levels = data.draw(st.sampled_from([4, 256]))
+    frames = (rng.integers(0, levels, (n, height, width, 3)) * (255 // (levels - 1))).astype(np.uint8)
+    prev = (rng.integers(0, levels, (n, height, width, 3)) * (255 // (levels - 1))).astype(np.uint8)
+    ours = dqnfast.preprocess_frames(frames, prev, out_size=out_size, crop=crop)
+    assert_close_to(ours, opencv_reference(frames, prev, crop=crop, resize=out_size), 0.99)
+
+
+def test_out_is_written_in_place_and_threads_agree():
+    frames, prev = ale_frame_pairs("breakout", count=16)
+    stacks = torch.zeros((16, 4, 84, 84), dtype=torch.uint8)
+    # A slot of a stack is a strided view, so write into a contiguous buffer instead.
+    out = torch.empty((16, 84, 84), dtype=torch.uint8)
+    assert dqnfast.preprocess_frames(frames, prev, out=out) is out
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = dqnfast.preprocess_frames(frames, prev)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(out, single)
+    dqnfast.push_frames(stacks, out)
+    assert torch.equal(stacks[:, -1], out)
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda f: dqnfast.preprocess_frames(f.astype(np.float32)), TypeError, "expected torch.uint8 frames, got torch.float32"),
+    (lambda f: dqnfast.preprocess_frames(f[..., :2]), ValueError, r"expected frames of shape \(N, H, W, 3\)"),
+    (lambda f: dqnfast.preprocess_frames(f[0]), ValueError, r"expected frames of shape \(N, H, W, 3\)"),
+    (lambda f: dqnfast.preprocess_frames(f[:0]), ValueError, "expected a non-empty batch"),
+    (lambda f: dqnfast.preprocess_frames(f, f[:1]), ValueError, "expected prev_frames of shape"),
+    (lambda f: dqnfast.preprocess_frames(f, f.astype(np.int16)), TypeError, "expected torch.uint8 prev_frames"),
+    (lambda f: dqnfast.preprocess_frames(f, out_size=(300, 84)), ValueError, "area resize only shrinks"),
+    (lambda f: dqnfast.preprocess_frames(f, crop=(200, 0, 20, 160)), ValueError, "must lie inside the 210x160 frames"),
+    (lambda f: dqnfast.preprocess_frames(f, mode="fast"), ValueError, "mode must be 'deepmind' or 'textbook'"),
+    (lambda f: dqnfast.preprocess_frames(f, mode="textbook", out_size=(64, 64)), ValueError, "gives 84x84 frames"),
+    (lambda f: dqnfast.preprocess_frames(f, out=torch.empty(2, 84, 83, dtype=torch.uint8)), ValueError, "expected a contiguous torch.uint8 out"),
+    (lambda f: dqnfast.preprocess_frames(list(f)), TypeError, "expected frames as a numpy array or torch tensor"),
+])
+def test_bad_preprocess_input(call, error, message):
+    frames = np.zeros((2, 210, 160, 3), np.uint8)
+    with pytest.raises(error, match=message):
+        call(frames)
+
+
+def naive_push(stacks, frames, reset):
+    stacks = stacks.copy()
+    for n in range(len(stacks)):
+        if reset is not None and reset[n]:
+            stacks[n] = frames[n]
+        else:
+            stacks[n] = np.concatenate([stacks[n, 1:], frames[n][None]])
+    return stacks
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_push_frames_matches_numpy_stack_across_resets(dtype):
+    rng = np.random.default_rng(0)
+    stacks = torch.zeros((5, 4, 6, 7), dtype=torch.from_numpy(np.zeros(0, dtype)).dtype)
+    expected = stacks.numpy().copy()
+    for step in range(30):
+        frames = rng.integers(0, 255, (5, 6, 7)).astype(dtype)
+        reset = rng.random(5) < 0.2 if step % 3 else None
+        dqnfast.push_frames(stacks, frames, reset)
+        expected = naive_push(expected, frames, reset)
+        np.testing.assert_array_equal(stacks.numpy(), expected)
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda s: dqnfast.push_frames(s, np.zeros((3, 6, 6), np.uint8)), ValueError, r"expected frames of shape \[3, 6, 7\]"),
+    (lambda s: dqnfast.push_frames(s, np.zeros((3, 6, 7), np.float32)), TypeError, "expected frames of torch.uint8"),
+    (lambda s: dqnfast.push_frames(s, np.zeros((3, 6, 7), np.uint8), np.array([1, 0, 0])), TypeError, "expected torch.bool reset"),
+    (lambda s: dqnfast.push_frames(s, np.zeros((3, 6, 7), np.uint8), np.array([True])), ValueError, r"expected reset of shape \[3\]"),
+])
+def test_bad_push_frames_input_changes_nothing(call, error, message):
+    stacks = torch.arange(3 * 4 * 6 * 7, dtype=torch.int64).remainder(251).to(torch.uint8).reshape(3, 4, 6, 7)
+    before = stacks.clone()
+    with pytest.raises(error, match=message):
+        call(stacks)
+    assert torch.equal(stacks, before)
+
+
+def test_opcheck_preprocessing_ops():
+    frames, prev = (torch.from_numpy(x) for x in ale_frame_pairs("pong", count=2))
+    out = torch.empty((2, 84, 84), dtype=torch.uint8)
+    torch.library.opcheck(torch.ops.dqnfast.preprocess_frames.default,
+                          (frames, prev, [0, 0, 210, 160], [84, 84], [0, 0, 84, 84], out))
+    torch.library.opcheck(torch.ops.dqnfast.preprocess_frames.default,
+                          (frames, None, [34, 0, 160, 160], [110, 84], [18, 0, 84, 84], out))
+    stacks = torch.zeros((2, 4, 84, 84), dtype=torch.uint8)
+    torch.library.opcheck(torch.ops.dqnfast.push_frames.default, (stacks, out, torch.tensor([True, False])))
+    torch.library.opcheck(torch.ops.dqnfast.push_frames.default, (stacks, out, None))
