@@ -13,6 +13,7 @@ filling / capacity) and ``stored_transitions`` (how many of them can be sampled)
 import functools
 import gc
 import itertools
+import sys
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -184,7 +185,8 @@ class TextbookAdapter(BufferAdapter):
 
     def prepare(self, transition):
         experiences = []
-        for env, (obs, action, reward, next_obs, terminated, truncated) in enumerate(zip(*transition)):
+        for env, per_env in enumerate(zip(*transition)):
+            obs, action, reward, next_obs, terminated, truncated = per_env
             # The environment makes one new array per step (a copy here, as the chapter's
             # wrappers make one): this step's new_state, and the next step's state.
             state = self.current_state[env]
@@ -211,9 +213,14 @@ class TextbookAdapter(BufferAdapter):
         return len(self.buffer)
 
     def bytes_per_transition(self):
-        held = {id(array): array.nbytes for experience in self.buffer.buffer
-                for array in (experience.state, experience.new_state)}
-        return sum(held.values()) / self.capacity
+        # Each array once (consecutive experiences share one), with its header; plus
+        # each experience's tuple, reward float and deque slot. Small ints and bools
+        # are cached by Python and cost nothing.
+        arrays = {id(array): sys.getsizeof(array) for experience in self.buffer.buffer
+                  for array in (experience.state, experience.new_state)}
+        experiences = sum(sys.getsizeof(experience) + sys.getsizeof(experience.reward) + 8
+                          for experience in self.buffer.buffer)
+        return (sum(arrays.values()) + experiences) / self.capacity
 
 
 class SB3Adapter(BufferAdapter):
@@ -251,7 +258,8 @@ class SB3Adapter(BufferAdapter):
         return (self.rb.buffer_size if self.rb.full else self.rb.pos) * self.rb.n_envs
 
     def bytes_per_transition(self):
-        held = sum(value.nbytes for value in vars(self.rb).values() if isinstance(value, np.ndarray))
+        held = sum(value.nbytes for value in vars(self.rb).values()
+                   if isinstance(value, np.ndarray))
         return held / (self.rb.buffer_size * self.rb.n_envs)
 
 
@@ -262,19 +270,22 @@ class CpprbAdapter(BufferAdapter):
     stacks share frames) assume consecutive adds are consecutive steps of one episode,
     so those buffers take one env's stream after another. ``stack_compress`` needs the
     stack dimension last: with the frames first it silently returns wrong stacks, so
-    that variant stores (84, 84, 4) stacks and returns them so.
+    that variant is fed (84, 84, 4) stacks and samples them in that layout.
     """
 
     def __init__(self, workload: Workload, next_of: bool = False, stack_compress: bool = False):
         self.capacity = workload.capacity
         self.stack_last = stack_compress
-        obs_shape = (*workload.frame_shape, workload.frame_stack) if stack_compress else workload.obs_shape
+        obs_shape = workload.obs_shape
+        if stack_compress:
+            obs_shape = (*workload.frame_shape, workload.frame_stack)
         env_dict = {"obs": {"shape": obs_shape, "dtype": workload.obs_dtype},
                     "act": {"dtype": np.int64}, "rew": {"dtype": np.float32},
                     "done": {"dtype": np.float32}}
         if not next_of:
             env_dict["next_obs"] = env_dict["obs"]
-        self.rb = cpprb.ReplayBuffer(workload.capacity, env_dict, next_of="obs" if next_of else None,
+        self.rb = cpprb.ReplayBuffer(workload.capacity, env_dict,
+                                     next_of="obs" if next_of else None,
                                      stack_compress="obs" if stack_compress else None)
         self.takes_all_envs = not next_of
 
@@ -286,7 +297,8 @@ class CpprbAdapter(BufferAdapter):
         arrays = dict(obs=obs, act=transition.action, rew=transition.reward,
                       next_obs=next_obs, done=transition.terminated)
         # With one env's stream, cpprb must hear of every episode end, time limits too.
-        episode_ends = not self.takes_all_envs and bool(transition.terminated[0] or transition.truncated[0])
+        episode_ends = not self.takes_all_envs and bool(transition.terminated[0]
+                                                         or transition.truncated[0])
         return arrays, episode_ends
 
     def add(self, prepared):
@@ -337,7 +349,8 @@ IMPLEMENTATIONS = {
     "sb3-optimize_memory_usage": functools.partial(SB3Adapter, optimize_memory_usage=True),
     "cpprb": CpprbAdapter,
     "cpprb-next_of": functools.partial(CpprbAdapter, next_of=True),
-    "cpprb-next_of-stack_compress": functools.partial(CpprbAdapter, next_of=True, stack_compress=True),
+    "cpprb-next_of-stack_compress": functools.partial(CpprbAdapter, next_of=True,
+                                                      stack_compress=True),
 }
 FRAME_STACK_ONLY = {"cpprb-next_of-stack_compress"}
 
@@ -354,11 +367,13 @@ class FilledBuffer:
 def fill(name: str, workload: Workload) -> FilledBuffer:
     np.random.seed(0)  # the textbook and SB3 sample with numpy's global generator
     adapter = IMPLEMENTATIONS[name](workload)
-    for transition in synthetic_transitions(workload, FILL_SEED, workload.capacity // workload.num_envs,
+    steps_per_env = workload.capacity // workload.num_envs
+    for transition in synthetic_transitions(workload, FILL_SEED, steps_per_env,
                                             adapter.takes_all_envs):
         adapter.add(adapter.prepare(transition))
-    return FilledBuffer(adapter, workload, {"bytes_per_transition": round(adapter.bytes_per_transition(), 1),
-                                            "stored_transitions": len(adapter)})
+    extra_info = {"bytes_per_transition": round(adapter.bytes_per_transition(), 1),
+                  "stored_transitions": len(adapter)}
+    return FilledBuffer(adapter, workload, extra_info)
 
 
 # Module scope: pytest runs all tests of one implementation before filling the next,
@@ -368,7 +383,8 @@ def filled_atari(request):
     return fill(request.param, ATARI)
 
 
-@pytest.fixture(scope="module", params=[name for name in IMPLEMENTATIONS if name not in FRAME_STACK_ONLY])
+@pytest.fixture(scope="module",
+                params=[name for name in IMPLEMENTATIONS if name not in FRAME_STACK_ONLY])
 def filled_cartpole(request):
     return fill(request.param, CARTPOLE)
 

@@ -29,13 +29,14 @@ TORCH_LIBRARY(dqnfast, m) {
       "Tensor(a!) out_obs, Tensor(b!) out_next_obs, Tensor(c!) out_action, "
       "Tensor(d!) out_reward, Tensor(e!) out_terminated) -> ()");
   // Atari frame preprocessing in one pass over each frame (pair): max of
-  // `frames` and `prev_frames` (N, H, W, 3) uint8, grayscale, crop
+  // `frames` and `prev_frames` (N, H, W, 3) uint8 (or (N, 3, H, W) with
+  // `channels_first`, as envpool emits them), grayscale, crop
   // (top, left, height, width) of the input, area resize of the crop to
   // `resize` (height, width), and rows/cols `window` (top, left, height,
   // width) of the resized image written to `out` (N, height, width) uint8.
   m.def(
       "preprocess_frames(Tensor frames, Tensor? prev_frames, int[] crop, int[] resize, "
-      "int[] window, Tensor(a!) out) -> ()");
+      "int[] window, bool channels_first, Tensor(a!) out) -> ()");
   // Pushes frames (N, H, W) into stacks (N, k, H, W) in place (oldest frame
   // dropped); where `reset` is true, the stack becomes k copies of the frame.
   m.def("push_frames(Tensor(a!) stacks, Tensor frames, Tensor? reset) -> ()");

@@ -10,6 +10,7 @@ namespace dqnfast {
 
 // The geometry of one preprocess_frames call, checked.
 struct PreprocessGeometry {
+  int64_t height, width;  // of the input frames
   int64_t crop_top, crop_left, crop_height, crop_width;
   int64_t resize_height, resize_width;
   int64_t window_top, window_left, window_height, window_width;
@@ -18,11 +19,13 @@ struct PreprocessGeometry {
 inline PreprocessGeometry check_preprocess(const at::Tensor& frames,
                                            const std::optional<at::Tensor>& prev_frames,
                                            at::IntArrayRef crop, at::IntArrayRef resize,
-                                           at::IntArrayRef window, const at::Tensor& out) {
+                                           at::IntArrayRef window, bool channels_first,
+                                           const at::Tensor& out) {
   TORCH_CHECK_TYPE(frames.scalar_type() == at::kByte, "expected torch.uint8 frames, got ",
                    dtype_name(frames.scalar_type()));
-  TORCH_CHECK_VALUE(frames.dim() == 4 && frames.size(3) == 3,
-                    "expected frames of shape (N, H, W, 3) (RGB), got ", frames.sizes());
+  TORCH_CHECK_VALUE(frames.dim() == 4 && frames.size(channels_first ? 1 : 3) == 3,
+                    "expected frames of shape ", channels_first ? "(N, 3, H, W)" : "(N, H, W, 3)",
+                    " (RGB), got ", frames.sizes());
   TORCH_CHECK_VALUE(frames.size(0) > 0 && frames.size(1) > 0 && frames.size(2) > 0,
                     "expected a non-empty batch of frames, got shape ", frames.sizes());
   if (prev_frames.has_value()) {
@@ -37,9 +40,10 @@ inline PreprocessGeometry check_preprocess(const at::Tensor& frames,
   TORCH_CHECK_VALUE(crop.size() == 4 && resize.size() == 2 && window.size() == 4,
                     "expected crop (top, left, height, width), resize (height, width) and window "
                     "(top, left, height, width), got ", crop, ", ", resize, ", ", window);
-  const int64_t height = frames.size(1), width = frames.size(2);
-  PreprocessGeometry g{crop[0], crop[1], crop[2], crop[3], resize[0], resize[1],
-                       window[0], window[1], window[2], window[3]};
+  const int64_t height = frames.size(channels_first ? 2 : 1);
+  const int64_t width = frames.size(channels_first ? 3 : 2);
+  PreprocessGeometry g{height,  width,     crop[0],   crop[1],   crop[2],  crop[3],
+                       resize[0], resize[1], window[0], window[1], window[2], window[3]};
   TORCH_CHECK_VALUE(g.crop_top >= 0 && g.crop_left >= 0 && g.crop_height > 0 &&
                         g.crop_width > 0 && g.crop_top + g.crop_height <= height &&
                         g.crop_left + g.crop_width <= width,

@@ -44,7 +44,7 @@ def _replay_sample_fake(frames, obs_pos, action, reward, terminated, counters, r
 
 
 @torch.library.register_fake("dqnfast::preprocess_frames")
-def _preprocess_frames_fake(frames, prev_frames, crop, resize, window, out):
+def _preprocess_frames_fake(frames, prev_frames, crop, resize, window, channels_first, out):
     return None
 
 

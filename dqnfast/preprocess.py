@@ -17,9 +17,11 @@ _TEXTBOOK_WINDOW = (18, 0, 84, 84)
 def preprocess_frames(frames: Frames, prev_frames: Optional[Frames] = None, *,
                       out_size: Tuple[int, int] = (84, 84),
                       crop: Optional[Sequence[int]] = None, mode: str = "deepmind",
+                      channels_first: bool = False,
                       out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Turns RGB frames (N, H, W, 3) uint8 into gray (N, out_h, out_w) uint8 in one pass.
 
+    With ``channels_first=True`` the frames are (N, 3, H, W), as envpool emits them.
     ``prev_frames`` (same shape) are max-pooled with ``frames`` first (Atari flicker).
     Grayscale is 0.299 R + 0.587 G + 0.114 B, resizing is area interpolation (each
     output pixel the coverage-weighted mean of the input pixels under it).
@@ -32,8 +34,9 @@ def preprocess_frames(frames: Frames, prev_frames: Optional[Frames] = None, *,
     if prev_frames is not None:
         prev_frames = _as_tensor(prev_frames, "prev_frames")
     if frames.dim() != 4:
-        raise ValueError(f"expected frames of shape (N, H, W, 3), got {tuple(frames.shape)}")
-    height, width = frames.shape[1], frames.shape[2]
+        layout = "(N, 3, H, W)" if channels_first else "(N, H, W, 3)"
+        raise ValueError(f"expected frames of shape {layout}, got {tuple(frames.shape)}")
+    height, width = frames.shape[2:4] if channels_first else frames.shape[1:3]
     crop = (0, 0, height, width) if crop is None else tuple(int(c) for c in crop)
     out_size = tuple(int(s) for s in out_size)
     if mode == "deepmind":
@@ -48,7 +51,7 @@ def preprocess_frames(frames: Frames, prev_frames: Optional[Frames] = None, *,
         out = torch.empty((frames.shape[0], window[2], window[3]), dtype=torch.uint8,
                           device=frames.device)
     torch.ops.dqnfast.preprocess_frames(frames, prev_frames, list(crop), list(resize),
-                                        list(window), out)
+                                        list(window), bool(channels_first), out)
     return out
 
 

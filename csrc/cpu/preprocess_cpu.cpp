@@ -113,6 +113,23 @@ __attribute__((target("avx2"))) void gray_row_avx2(const uint8_t* a, const uint8
 
 using GrayRow = void (*)(const uint8_t*, const uint8_t*, int64_t, uint8_t*);
 
+// Gray of the element-wise max of two planar RGB rows (channel planes `plane`
+// bytes apart); contiguous per channel, so the compiler vectorizes it.
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void gray_row_planar(const uint8_t* a, const uint8_t* b, int64_t plane, int64_t width,
+                     uint8_t* gray) {
+  constexpr int32_t half = 1 << (kGrayShift - 1);
+  const uint8_t* b_or_a = b ? b : a;
+  for (int64_t x = 0; x < width; ++x) {
+    const int32_t r = std::max(a[x], b_or_a[x]);
+    const int32_t g = std::max(a[plane + x], b_or_a[plane + x]);
+    const int32_t bl = std::max(a[2 * plane + x], b_or_a[2 * plane + x]);
+    gray[x] = static_cast<uint8_t>((r * kGrayR + g * kGrayG + bl * kGrayB + half) >> kGrayShift);
+  }
+}
+
 GrayRow pick_gray_row() {
 #if defined(__x86_64__) && defined(__GNUC__)
   if (__builtin_cpu_supports("avx2")) return gray_row_avx2;
@@ -154,12 +171,11 @@ void resample_columns(const float* acc, const PaddedTaps& cols, int64_t out_widt
 void preprocess_frames_cpu(const at::Tensor& frames_in,
                            const std::optional<at::Tensor>& prev_frames_in,
                            at::IntArrayRef crop, at::IntArrayRef resize, at::IntArrayRef window,
-                           at::Tensor out) {
-  const PreprocessGeometry g = check_preprocess(frames_in, prev_frames_in, crop, resize, window, out);
+                           bool channels_first, at::Tensor out) {
+  const PreprocessGeometry g =
+      check_preprocess(frames_in, prev_frames_in, crop, resize, window, channels_first, out);
   const at::Tensor frames = frames_in.contiguous();
   const at::Tensor prev = prev_frames_in.has_value() ? prev_frames_in->contiguous() : at::Tensor();
-  const int64_t height = frames.size(1), width = frames.size(2);
-
   const AreaTaps rows = area_taps(g.crop_height, g.resize_height);
   const PaddedTaps cols = pad_taps(area_taps(g.crop_width, g.resize_width), g.window_left,
                                    g.window_width);
@@ -171,7 +187,7 @@ void preprocess_frames_cpu(const at::Tensor& frames_in,
   const uint8_t* src = frames.data_ptr<uint8_t>();
   const uint8_t* src_prev = prev.defined() ? prev.data_ptr<uint8_t>() : nullptr;
   uint8_t* dst = out.data_ptr<uint8_t>();
-  const int64_t frame_bytes = height * width * 3;
+  const int64_t plane = g.height * g.width, frame_bytes = 3 * plane;
 
   static const GrayRow gray_row = pick_gray_row();
   at::parallel_for(0, frames.size(0), 1, [&](int64_t begin, int64_t end) {
@@ -179,9 +195,13 @@ void preprocess_frames_cpu(const at::Tensor& frames_in,
     std::vector<float> acc(cw);
     for (int64_t n = begin; n < end; ++n) {
       for (int64_t y = first_row; y < end_row; ++y) {
-        const int64_t offset = n * frame_bytes + ((g.crop_top + y) * width + g.crop_left) * 3;
-        gray_row(src + offset, src_prev ? src_prev + offset : nullptr, cw,
-                 gray.data() + (y - first_row) * cw);
+        const int64_t pixel = (g.crop_top + y) * g.width + g.crop_left;
+        const int64_t offset = n * frame_bytes + (channels_first ? pixel : 3 * pixel);
+        uint8_t* gray_out = gray.data() + (y - first_row) * cw;
+        if (channels_first)
+          gray_row_planar(src + offset, src_prev ? src_prev + offset : nullptr, plane, cw, gray_out);
+        else
+          gray_row(src + offset, src_prev ? src_prev + offset : nullptr, cw, gray_out);
       }
       uint8_t* o = dst + n * g.window_height * g.window_width;
       for (int64_t oy = 0; oy < g.window_height; ++oy) {

@@ -11,6 +11,8 @@
 namespace dqnfast {
 namespace {
 
+constexpr int64_t kBytesPerThread = 1 << 20;
+
 int64_t frame_bytes_of(const at::Tensor& frames) {
   return frames.numel() / (frames.size(0) * frames.size(1)) * frames.element_size();
 }
@@ -72,7 +74,11 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
   const bool* in_trunc = new_truncated.data_ptr<bool>();
   const int64_t* ids = env_ids.data_ptr<int64_t>();
 
-  at::parallel_for(0, num_rows, 1, [&](int64_t begin, int64_t end) {
+  // Threads pay off only for about a megabyte of copying each: smaller jobs
+  // stay on the calling thread (waking workers costs more, and on a busy
+  // machine far more).
+  const int64_t add_grain = std::max<int64_t>(1, kBytesPerThread / ((k + 1) * fb));
+  at::parallel_for(0, num_rows, add_grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t e = ids[i];
       int64_t* c = cnt + e * kNumCounters;
@@ -146,8 +152,7 @@ void replay_sample_cpu(const at::Tensor& frames, const at::Tensor& obs_pos,
   float* dst_rew = out_reward.data_ptr<float>();
   bool* dst_term = out_terminated.data_ptr<bool>();
 
-  // Threads pay off only for a few hundred KB of copying each.
-  const int64_t grain = std::max<int64_t>(1, (256 << 10) / (2 * k * fb));
+  const int64_t grain = std::max<int64_t>(1, kBytesPerThread / (2 * k * fb));
   at::parallel_for(0, random_bits.size(0), grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       const SampledSlot s = pick_transition(static_cast<uint64_t>(bits[b]), cnt, num_envs,
