@@ -62,10 +62,14 @@ class ReplayBuffer:
     ``frame_capacity`` to keep them. ``sample`` maps one uniform random number to
     one valid transition in O(num_envs) without rejection.
 
-    Batches. ``sample`` writes into tensors preallocated per batch size (pinned
-    host memory, then one asynchronous copy, when ``device`` is CUDA). A returned
-    ``Batch`` is valid until the next ``sample`` call with the same batch size;
-    ``clone()`` what must outlive it.
+    Devices. ``storage_device`` holds the frames and metadata (host memory by
+    default; ``"cuda"`` keeps the whole buffer in GPU memory, added to and sampled
+    by CUDA kernels). ``device`` is where batches are delivered.
+
+    Batches. ``sample`` writes into tensors preallocated per batch size (from host
+    storage to a CUDA ``device``: pinned host memory, then one asynchronous copy).
+    A returned ``Batch`` is valid until the next ``sample`` call with the same batch
+    size; ``clone()`` what must outlive it.
 
     Threads. ``add`` and ``sample`` hold one lock while they touch the storage,
     so an acting thread may add while a learning thread samples.
@@ -74,7 +78,8 @@ class ReplayBuffer:
     def __init__(self, capacity: int, obs_shape: Sequence[int], *, num_envs: int = 1,
                  frame_stack: int = 1, obs_dtype: torch.dtype = torch.uint8,
                  device: Union[str, torch.device] = "cpu", seed: Optional[int] = None,
-                 frame_capacity: Optional[int] = None):
+                 frame_capacity: Optional[int] = None,
+                 storage_device: Union[str, torch.device] = "cpu"):
         _require_int("num_envs", num_envs, minimum=1)
         _require_int("frame_stack", frame_stack, minimum=1)
         _require_int("capacity", capacity, minimum=num_envs)
@@ -86,12 +91,12 @@ class ReplayBuffer:
                              f"{frame_stack} (stacked frames first), got {obs_shape}")
         if not isinstance(obs_dtype, torch.dtype):
             raise TypeError(f"obs_dtype must be a torch.dtype, got {obs_dtype!r}")
-        self.device = torch.device(device)
-        if self.device.type not in ("cpu", "cuda"):
-            raise ValueError(f"device must be a CPU or CUDA device, got {device!r}")
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device={device!r} asks for CUDA, but no GPU is visible to torch "
-                               f"{torch.__version__}")
+        self.device = _checked_device(device, "device")
+        self.storage_device = _checked_device(storage_device, "storage_device")
+        if self.storage_device.type == "cuda" and not _has_cuda_kernels():
+            raise RuntimeError("storage_device='cuda' needs dqnfast's CUDA kernels, but this build "
+                               "has none: reinstall where nvcc and a CUDA build of torch are "
+                               "present (DQNFAST_CUDA=1 forces them)")
 
         self.capacity = capacity
         self.obs_shape = obs_shape
@@ -107,16 +112,17 @@ class ReplayBuffer:
         _require_int("frame_capacity", frame_capacity, minimum=(frame_stack + 1) * num_envs)
         self.frame_capacity = frame_capacity
 
+        on = dict(device=self.storage_device)
         self._storage = {
-            "frames": torch.zeros((num_envs, frame_capacity // num_envs, *frame_shape), dtype=obs_dtype),
-            "obs_pos": torch.zeros((num_envs, per_env), dtype=torch.int64),
-            "action": torch.zeros((num_envs, per_env), dtype=torch.int64),
-            "reward": torch.zeros((num_envs, per_env), dtype=torch.float32),
-            "terminated": torch.zeros((num_envs, per_env), dtype=torch.bool),
-            "truncated": torch.zeros((num_envs, per_env), dtype=torch.bool),
-            "counters": torch.zeros((num_envs, 4), dtype=torch.int64),
+            "frames": torch.zeros((num_envs, frame_capacity // num_envs, *frame_shape), dtype=obs_dtype, **on),
+            "obs_pos": torch.zeros((num_envs, per_env), dtype=torch.int64, **on),
+            "action": torch.zeros((num_envs, per_env), dtype=torch.int64, **on),
+            "reward": torch.zeros((num_envs, per_env), dtype=torch.float32, **on),
+            "terminated": torch.zeros((num_envs, per_env), dtype=torch.bool, **on),
+            "truncated": torch.zeros((num_envs, per_env), dtype=torch.bool, **on),
+            "counters": torch.zeros((num_envs, 4), dtype=torch.int64, **on),
         }
-        self._generator = torch.Generator()
+        self._generator = torch.Generator(device=self.storage_device)
         if seed is None:
             self._generator.seed()
         else:
@@ -149,17 +155,19 @@ class ReplayBuffer:
         if env_ids is None:
             env_ids = self._all_env_ids
         else:
-            env_ids = _cast(self._as_storage_tensor(env_ids, "env_ids"), "env_ids", torch.int64,
-                            _is_integer, "an integer dtype")
+            # Checked on the host: distinct and in range.
+            env_ids = _cast(self._as_storage_tensor(env_ids, "env_ids", device="cpu"), "env_ids",
+                            torch.int64, _is_integer, "an integer dtype")
         with self._lock:
             ops.replay_add(self._storage, obs, next_obs, action, reward, terminated, truncated,
                            env_ids, self.frame_stack)
 
-    def _as_storage_tensor(self, value: ArrayLike, name: str) -> torch.Tensor:
+    def _as_storage_tensor(self, value: ArrayLike, name: str, device=None) -> torch.Tensor:
+        device = self.storage_device if device is None else device
         if isinstance(value, torch.Tensor):
-            return value.to("cpu")
+            return value.to(device, non_blocking=True)
         try:
-            return torch.as_tensor(np.asarray(value))
+            return torch.as_tensor(np.asarray(value)).to(device, non_blocking=True)
         except (TypeError, ValueError, RuntimeError) as error:
             raise TypeError(f"expected {name} as a numpy array or torch tensor, got "
                             f"{type(value).__name__}: {error}") from None
@@ -168,7 +176,7 @@ class ReplayBuffer:
 
     def __len__(self) -> int:
         counters = self._storage["counters"]
-        return int((counters[:, 0] - counters[:, 2]).sum())
+        return int((counters[:, 0] - counters[:, 2]).sum())  # waits for a GPU storage
 
     def sample(self, batch_size: int) -> Batch:
         """Samples ``batch_size`` transitions uniformly (with replacement) from those stored."""
@@ -183,7 +191,8 @@ class ReplayBuffer:
             staging, out, copied = self._output_tensors(batch_size)
             if copied is not None:
                 copied.synchronize()  # the last copy out of `staging` must be done
-            random_bits = torch.randint(0, 2**62, (batch_size,), generator=self._generator)
+            random_bits = torch.randint(0, 2**62, (batch_size,), generator=self._generator,
+                                        device=self.storage_device)
             ops.replay_sample(self._storage, random_bits, self.frame_stack, staging)
             if copied is not None:
                 for name, tensor in out.items():
@@ -193,17 +202,20 @@ class ReplayBuffer:
                      next_obs=out["next_obs"], terminated=out["terminated"])
 
     def _output_tensors(self, batch_size: int):
-        """(host tensors written by the op, tensors returned, CUDA event or None)."""
+        """(tensors the op writes, tensors returned, CUDA event of the copy between or None)."""
         if batch_size not in self._outputs:
-            pinned = self.device.type == "cuda"
+            copied = self.device != self.storage_device
+            # Host storage to a GPU: the op writes pinned memory, copied asynchronously.
+            on = dict(device=self.storage_device,
+                      pin_memory=copied and self.storage_device.type == "cpu")
             staging = {
-                "obs": torch.empty((batch_size, *self.obs_shape), dtype=self.obs_dtype, pin_memory=pinned),
-                "next_obs": torch.empty((batch_size, *self.obs_shape), dtype=self.obs_dtype, pin_memory=pinned),
-                "action": torch.empty(batch_size, dtype=torch.int64, pin_memory=pinned),
-                "reward": torch.empty(batch_size, dtype=torch.float32, pin_memory=pinned),
-                "terminated": torch.empty(batch_size, dtype=torch.bool, pin_memory=pinned),
+                "obs": torch.empty((batch_size, *self.obs_shape), dtype=self.obs_dtype, **on),
+                "next_obs": torch.empty((batch_size, *self.obs_shape), dtype=self.obs_dtype, **on),
+                "action": torch.empty(batch_size, dtype=torch.int64, **on),
+                "reward": torch.empty(batch_size, dtype=torch.float32, **on),
+                "terminated": torch.empty(batch_size, dtype=torch.bool, **on),
             }
-            if pinned:
+            if copied:
                 out = {name: torch.empty_like(t, device=self.device) for name, t in staging.items()}
                 self._outputs[batch_size] = (staging, out, torch.cuda.Event())
             else:
@@ -249,6 +261,9 @@ class ReplayBuffer:
                        else type(theirs).__name__)
                 raise ValueError(f"state_dict storage {name!r}: expected {mine.dtype} "
                                  f"{tuple(mine.shape)}, got {got}")
+        if state["generator"].shape != self._generator.get_state().shape:
+            raise ValueError("state_dict holds the sampling generator of a buffer stored on "
+                             f"another kind of device than {self.storage_device}")
         with self._lock:
             for name, mine in self._storage.items():
                 if storage[name].data_ptr() != mine.data_ptr():
@@ -268,14 +283,16 @@ class ReplayBuffer:
         # Pickling (copy.deepcopy, multiprocessing) goes through the state_dict: the
         # lock and the cached output tensors are rebuilt, not copied.
         with self._lock:
-            return {"device": str(self.device), **self.state_dict()}
+            return {"device": str(self.device), "storage_device": str(self.storage_device),
+                    **self.state_dict()}
 
     def __setstate__(self, state: dict) -> None:
         config = state["config"]
         self.__init__(config["capacity"], config["obs_shape"], num_envs=config["num_envs"],
                       frame_stack=config["frame_stack"],
                       obs_dtype=getattr(torch, config["obs_dtype"].removeprefix("torch.")),
-                      device=state["device"], frame_capacity=config["frame_capacity"])
+                      device=state["device"], frame_capacity=config["frame_capacity"],
+                      storage_device=state["storage_device"])
         self.load_state_dict({k: state[k] for k in ("config", "storage", "generator")})
 
     @property
@@ -287,6 +304,20 @@ class ReplayBuffer:
         return (f"ReplayBuffer(len={len(self)}, capacity={self.capacity}, obs_shape={self.obs_shape}, "
                 f"num_envs={self.num_envs}, frame_stack={self.frame_stack}, "
                 f"obs_dtype={self.obs_dtype}, device={self.device})")
+
+
+def _checked_device(device, name: str) -> torch.device:
+    device = torch.device(device)
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} must be a CPU or CUDA device, got {str(device)!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"{name}={str(device)!r} asks for CUDA, but no GPU is visible to torch "
+                           f"{torch.__version__}")
+    return device
+
+
+def _has_cuda_kernels() -> bool:
+    return torch._C._dispatch_has_kernel_for_dispatch_key("dqnfast::replay_add", "CUDA")
 
 
 def _require_int(name: str, value, *, minimum: int) -> None:

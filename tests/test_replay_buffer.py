@@ -223,9 +223,10 @@ def test_sampling_empty_buffer():
     (dict(num_envs=2.5), TypeError, "num_envs must be an int"),
     (dict(device="cuda"), RuntimeError, "no GPU is visible"),
     (dict(device="meta"), ValueError, "device must be a CPU or CUDA device, got 'meta'"),
+    (dict(storage_device="cuda"), RuntimeError, "no GPU is visible"),
 ])
 def test_bad_construction(kwargs, error, message):
-    if kwargs.get("device") == "cuda" and torch.cuda.is_available():
+    if "cuda" in kwargs.values() and torch.cuda.is_available():
         pytest.skip("a GPU is visible")
     args = dict(capacity=16, obs_shape=(4, 8, 8), frame_stack=1) | kwargs
     with pytest.raises(error, match=message):

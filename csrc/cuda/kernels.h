@@ -1,0 +1,66 @@
+// Launchers of dqnfast's CUDA kernels. Plain pointers, sizes and a stream in,
+// a cudaError_t out: this header and the .cu files include only CUDA's own
+// headers, so nvcc compiles them where torch is a CPU build. The bindings in
+// *_cuda.cpp (built with a CUDA torch only) wrap them as the ops' CUDA kernels.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace dqnfast {
+namespace cuda {
+
+// Storage of a replay buffer on the GPU; see csrc/replay_layout.h.
+struct ReplayStorage {
+  uint8_t* frames;
+  int64_t* obs_pos;
+  int64_t* action;
+  float* reward;
+  bool* terminated;
+  bool* truncated;
+  int64_t* counters;
+  int64_t num_envs, capacity, frame_capacity, frame_bytes, frame_stack;
+};
+
+// Sets *mismatch (device int, zeroed by the caller) to 1 if any row's
+// next_obs[:-1] differs from its obs[1:].
+cudaError_t replay_check_shift(const uint8_t* obs, const uint8_t* next_obs, int64_t rows,
+                               int64_t frame_bytes, int64_t frame_stack, int* mismatch,
+                               cudaStream_t stream);
+
+// Row i of the inputs goes to environment env_ids[i] (distinct, checked by the caller).
+cudaError_t replay_add(ReplayStorage storage, const uint8_t* obs, const uint8_t* next_obs,
+                       const int64_t* action, const float* reward, const bool* terminated,
+                       const bool* truncated, const int64_t* env_ids, int64_t rows,
+                       cudaStream_t stream);
+
+// Reads the valid counts from `storage.counters` on the GPU: a captured sample
+// stays valid as the buffer fills. The caller guarantees a non-empty buffer.
+cudaError_t replay_sample(ReplayStorage storage, const int64_t* random_bits, int64_t batch,
+                          uint8_t* out_obs, uint8_t* out_next_obs, int64_t* out_action,
+                          float* out_reward, bool* out_terminated, cudaStream_t stream);
+
+// Area taps in device memory (see csrc/preprocess_layout.h): rows in compressed
+// form, columns padded to `col_taps` per output column of the window.
+struct PreprocessPlan {
+  int64_t num_frames, height, width;  // input
+  bool channels_first;
+  int64_t crop_top, crop_left;
+  int64_t window_top, window_height, window_width;
+  const int32_t* row_begin;  // indexed by resized row
+  const int32_t* row_source;
+  const float* row_weight;
+  int64_t col_taps;
+  const int32_t* col_source;  // [window_width * col_taps], crop-relative columns
+  const float* col_weight;
+};
+
+cudaError_t preprocess_frames(const PreprocessPlan& plan, const uint8_t* frames,
+                              const uint8_t* prev_frames, uint8_t* out, cudaStream_t stream);
+
+cudaError_t push_frames(uint8_t* stacks, const uint8_t* frames, const bool* reset, int64_t n,
+                        int64_t frame_stack, int64_t frame_bytes, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace dqnfast

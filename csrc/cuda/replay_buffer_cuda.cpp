@@ -1,0 +1,101 @@
+// CUDA implementations of the replay ops: checks (shared with the CPU code),
+// then the kernels of replay_kernels.cu on PyTorch's current stream. Built only
+// with a CUDA build of torch.
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "../replay_checks.h"
+#include "kernels.h"
+
+namespace dqnfast {
+namespace {
+
+void check_launch(cudaError_t status, const char* what) {
+  TORCH_CHECK(status == cudaSuccess, what, " failed: ", cudaGetErrorString(status));
+}
+
+cuda::ReplayStorage storage_of(const at::Tensor& frames, const at::Tensor& obs_pos,
+                               const at::Tensor& action, const at::Tensor& reward,
+                               const at::Tensor& terminated, const at::Tensor* truncated,
+                               const at::Tensor& counters, int64_t k) {
+  const int64_t envs = frames.size(0), frame_capacity = frames.size(1);
+  return {static_cast<uint8_t*>(frames.data_ptr()),
+          obs_pos.data_ptr<int64_t>(),
+          action.data_ptr<int64_t>(),
+          reward.data_ptr<float>(),
+          terminated.data_ptr<bool>(),
+          truncated ? truncated->data_ptr<bool>() : nullptr,
+          counters.data_ptr<int64_t>(),
+          envs,
+          obs_pos.size(1),
+          frame_capacity,
+          frames.numel() / (envs * frame_capacity) * frames.element_size(),
+          k};
+}
+
+void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, at::Tensor reward,
+                     at::Tensor terminated, at::Tensor truncated, at::Tensor counters,
+                     const at::Tensor& obs_in, const at::Tensor& next_obs_in,
+                     const at::Tensor& new_action, const at::Tensor& new_reward,
+                     const at::Tensor& new_terminated, const at::Tensor& new_truncated,
+                     const at::Tensor& env_ids, int64_t k) {
+  check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
+  check_add_inputs(frames, obs_in, next_obs_in, new_action, new_reward, new_terminated,
+                   new_truncated, env_ids, k);
+  const c10::cuda::CUDAGuard guard(frames.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const at::Tensor obs = obs_in.contiguous(), next_obs = next_obs_in.contiguous();
+  const int64_t rows = env_ids.size(0);
+  auto s = storage_of(frames, obs_pos, action, reward, terminated, &truncated, counters, k);
+
+  // Checked before anything is written; reading the flag waits for the GPU.
+  at::Tensor mismatch = at::zeros({1}, frames.options().dtype(at::kInt));
+  check_launch(cuda::replay_check_shift(static_cast<const uint8_t*>(obs.data_ptr()),
+                                        static_cast<const uint8_t*>(next_obs.data_ptr()), rows,
+                                        s.frame_bytes, k, mismatch.data_ptr<int>(), stream),
+               "replay_check_shift");
+  TORCH_CHECK_VALUE(mismatch.item<int>() == 0, "next_obs does not continue its obs: with "
+                    "frame_stack=", k, ", next_obs[:, :-1] must equal obs[:, 1:]");
+
+  const at::Tensor ids = env_ids.to(frames.device());
+  check_launch(cuda::replay_add(s, static_cast<const uint8_t*>(obs.data_ptr()),
+                                static_cast<const uint8_t*>(next_obs.data_ptr()),
+                                new_action.contiguous().data_ptr<int64_t>(),
+                                new_reward.contiguous().data_ptr<float>(),
+                                new_terminated.contiguous().data_ptr<bool>(),
+                                new_truncated.contiguous().data_ptr<bool>(),
+                                ids.data_ptr<int64_t>(), rows, stream),
+               "replay_add");
+}
+
+void replay_sample_cuda(const at::Tensor& frames, const at::Tensor& obs_pos,
+                        const at::Tensor& action, const at::Tensor& reward,
+                        const at::Tensor& terminated, const at::Tensor& counters,
+                        const at::Tensor& random_bits, int64_t k, at::Tensor out_obs,
+                        at::Tensor out_next_obs, at::Tensor out_action, at::Tensor out_reward,
+                        at::Tensor out_terminated) {
+  check_storage(frames, obs_pos, action, reward, terminated, counters, k);
+  check_sample_outputs(frames, random_bits, out_obs, out_next_obs, out_action, out_reward,
+                       out_terminated, k);
+  const c10::cuda::CUDAGuard guard(frames.device());
+  // No emptiness check here: it would wait for the GPU (ReplayBuffer.sample checks).
+  auto s = storage_of(frames, obs_pos, action, reward, terminated, nullptr, counters, k);
+  check_launch(cuda::replay_sample(s, random_bits.contiguous().data_ptr<int64_t>(),
+                                   random_bits.size(0),
+                                   static_cast<uint8_t*>(out_obs.data_ptr()),
+                                   static_cast<uint8_t*>(out_next_obs.data_ptr()),
+                                   out_action.data_ptr<int64_t>(), out_reward.data_ptr<float>(),
+                                   out_terminated.data_ptr<bool>(),
+                                   at::cuda::getCurrentCUDAStream()),
+               "replay_sample");
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dqnfast, CUDA, m) {
+  m.impl("replay_add", &replay_add_cuda);
+  m.impl("replay_sample", &replay_sample_cuda);
+}
+
+}  // namespace dqnfast

@@ -1,0 +1,159 @@
+"""CUDA kernels against their CPU twins, bit for bit. Skipped without a GPU."""
+import numpy as np
+import pytest
+import torch
+
+import dqnfast
+from reference import EpisodeStreams, NaiveReplayBuffer, check_against_reference
+from test_preprocess import GAMES, ale_frame_pairs
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available()
+    or not torch._C._dispatch_has_kernel_for_dispatch_key("dqnfast::replay_add", "CUDA"),
+    reason="needs a GPU and dqnfast built with its CUDA kernels")
+
+
+@pytest.mark.parametrize("game", GAMES)
+def test_preprocess_matches_cpu_on_real_frames(game):
+    frames, prev = (torch.from_numpy(x) for x in ale_frame_pairs(game, count=16))
+    planar, planar_prev = (x.permute(0, 3, 1, 2).contiguous() for x in (frames, prev))
+    for kwargs in (dict(), dict(mode="textbook"), dict(crop=(34, 0, 160, 160), out_size=(80, 80)),
+                   dict(out_size=(105, 80))):
+        cpu = dqnfast.preprocess_frames(frames, prev, **kwargs)
+        assert torch.equal(dqnfast.preprocess_frames(frames.cuda(), prev.cuda(), **kwargs).cpu(), cpu)
+        assert torch.equal(dqnfast.preprocess_frames(frames.cuda(), **kwargs).cpu(),
+                           dqnfast.preprocess_frames(frames, **kwargs))
+        assert torch.equal(dqnfast.preprocess_frames(planar.cuda(), planar_prev.cuda(),
+                                                     channels_first=True, **kwargs).cpu(), cpu)
+
+
+def test_preprocess_matches_cpu_on_random_sizes():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        height, width = rng.integers(1, 200, 2)
+        out_size = (int(rng.integers(1, height + 1)), int(rng.integers(1, width + 1)))
+        frames = torch.from_numpy(rng.integers(0, 256, (3, height, width, 3), dtype=np.uint8))
+        assert torch.equal(dqnfast.preprocess_frames(frames.cuda(), out_size=out_size).cpu(),
+                           dqnfast.preprocess_frames(frames, out_size=out_size))
+
+
+def test_push_frames_matches_cpu():
+    rng = np.random.default_rng(0)
+    cpu = torch.from_numpy(rng.integers(0, 256, (6, 4, 84, 84), dtype=np.uint8))
+    gpu = cpu.cuda()
+    for step in range(20):
+        frames = torch.from_numpy(rng.integers(0, 256, (6, 84, 84), dtype=np.uint8))
+        reset = torch.from_numpy(rng.random(6) < 0.3) if step % 2 else None
+        dqnfast.push_frames(cpu, frames, reset)
+        dqnfast.push_frames(gpu, frames.cuda(), None if reset is None else reset.cuda())
+        assert torch.equal(gpu.cpu(), cpu)
+
+
+@pytest.mark.parametrize("frame_stack,frame_shape", [(4, (84, 84)), (1, (4,)), (3, (5, 7))])
+def test_gpu_storage_equals_cpu_storage(frame_stack, frame_shape):
+    num_envs = 3
+    obs_shape = (frame_stack, *frame_shape) if frame_stack > 1 else frame_shape
+    dtype = torch.float32 if frame_shape == (4,) else torch.uint8
+    kwargs = dict(num_envs=num_envs, frame_stack=frame_stack, obs_dtype=dtype, seed=0,
+                  frame_capacity=num_envs * 70)  # few spare frames: early evictions too
+    cpu = dqnfast.ReplayBuffer(num_envs * 50, obs_shape, **kwargs)
+    gpu = dqnfast.ReplayBuffer(num_envs * 50, obs_shape, storage_device="cuda", device="cuda", **kwargs)
+    streams = EpisodeStreams(np.random.default_rng(1), num_envs, frame_stack, frame_shape,
+                             np.float32 if dtype == torch.float32 else np.uint8, end_prob=0.1,
+                             silent_reset_prob=0.02, low_entropy=True)
+    rng = np.random.default_rng(2)
+    for step in range(400):
+        obs, action, reward, next_obs, terminated, truncated = streams.step()
+        ids = rng.permutation(num_envs)[:rng.integers(1, num_envs + 1)]
+        for rb in (cpu, gpu):
+            rb.add(obs[ids], action[ids], reward[ids], next_obs[ids], terminated[ids],
+                   truncated[ids], env_ids=ids)
+        if step % 50 == 49:
+            for name, tensor in cpu.state_dict()["storage"].items():
+                assert torch.equal(gpu.state_dict()["storage"][name].cpu(), tensor), name
+            bits = torch.randint(0, 2**62, (64,))
+            outs = []
+            for rb, device in ((cpu, "cpu"), (gpu, "cuda")):
+                out = {n: torch.empty_like(t, device=device) for n, t in cpu.sample(64)._asdict().items()}
+                dqnfast.ops.replay_sample(rb._storage, bits.to(device), frame_stack, out)
+                outs.append(out)
+            for name in outs[0]:
+                assert torch.equal(outs[1][name].cpu(), outs[0][name]), name
+
+
+def test_sample_captured_in_cuda_graph_stays_valid_as_buffer_grows():
+    num_envs, k = 4, 4
+    rb = dqnfast.ReplayBuffer(num_envs * 100, (k, 8, 8), num_envs=num_envs, frame_stack=k,
+                              storage_device="cuda", device="cuda", seed=0)
+    ref = NaiveReplayBuffer(num_envs * 100, num_envs)
+    streams = EpisodeStreams(np.random.default_rng(0), num_envs, k, (8, 8), np.uint8, end_prob=0.05)
+
+    def add(steps):
+        for _ in range(steps):
+            obs, action, reward, next_obs, terminated, truncated = streams.step()
+            rb.add(obs, action, reward, next_obs, terminated, truncated)
+            ref.add(obs, action, reward, next_obs, terminated)
+
+    add(5)
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    out = {n: torch.empty_like(t) for n, t in rb.sample(32)._asdict().items()}
+    graph = torch.cuda.CUDAGraph()
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        graph.register_generator_state(generator)
+        with torch.cuda.graph(graph):
+            bits = torch.randint(0, 2**62, (32,), device="cuda", generator=generator)
+            dqnfast.ops.replay_sample(rb._storage, bits, k, out)
+    for _ in range(30):  # the buffer grows, wraps, evicts; the graph reads its counters
+        add(17)
+        graph.replay()
+        torch.cuda.synchronize()
+        expected = {}
+        counters = rb.state_dict()["storage"]["counters"].cpu()
+        for env, count in enumerate((counters[:, 0] - counters[:, 2]).tolist()):
+            expected.update(ref.newest(env, count))
+        for i, reward in enumerate(out["reward"].cpu().tolist()):
+            assert reward in expected
+            np.testing.assert_array_equal(out["obs"][i].cpu().numpy(), expected[reward][0])
+            np.testing.assert_array_equal(out["next_obs"][i].cpu().numpy(), expected[reward][3])
+    check_against_reference(rb, ref, draws=2)
+
+
+def test_opcheck_cuda_ops():
+    frames, prev = (torch.from_numpy(x).cuda() for x in ale_frame_pairs("pong", count=2))
+    out = torch.empty((2, 84, 84), dtype=torch.uint8, device="cuda")
+    torch.library.opcheck(torch.ops.dqnfast.preprocess_frames.default,
+                          (frames, prev, [0, 0, 210, 160], [84, 84], [0, 0, 84, 84], False, out))
+    stacks = torch.zeros((2, 4, 84, 84), dtype=torch.uint8, device="cuda")
+    torch.library.opcheck(torch.ops.dqnfast.push_frames.default,
+                          (stacks, out, torch.tensor([True, False], device="cuda")))
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, storage_device="cuda",
+                              device="cuda", seed=0)
+    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8)
+    for _ in range(10):
+        rb.add(*streams.step())
+    storage = {n: t.clone() for n, t in rb._storage.items()}
+    obs, action, reward, next_obs, terminated, truncated = (torch.as_tensor(x).cuda() for x in streams.step())
+    torch.library.opcheck(torch.ops.dqnfast.replay_add.default, (
+        storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
+        storage["terminated"], storage["truncated"], storage["counters"], obs, next_obs,
+        action.long(), reward.float(), terminated, truncated, torch.tensor([1, 0]), 4))
+    out = {n: torch.empty_like(t) for n, t in rb.sample(5)._asdict().items()}
+    torch.library.opcheck(torch.ops.dqnfast.replay_sample.default, (
+        storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
+        storage["terminated"], storage["counters"], torch.randint(0, 2**62, (5,), device="cuda"),
+        4, out["obs"], out["next_obs"], out["action"], out["reward"], out["terminated"]))
+
+
+def test_bad_add_on_gpu_changes_nothing():
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, storage_device="cuda",
+                              device="cuda", seed=0)
+    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8)
+    for _ in range(5):
+        rb.add(*streams.step())
+    before = {n: t.clone() for n, t in rb.state_dict()["storage"].items()}
+    obs, action, reward, next_obs, terminated, truncated = streams.step()
+    with pytest.raises(ValueError, match="does not continue its obs"):
+        rb.add(obs, action, reward, 255 - next_obs, terminated, truncated)
+    for name, tensor in rb.state_dict()["storage"].items():
+        assert torch.equal(tensor, before[name]), name
