@@ -363,3 +363,30 @@ def test_sample_op_compiles(atari_rb):
     compiled_mean = sample(bits)
     dqnfast.ops.replay_sample(storage, bits, 4, out)
     assert compiled_mean.item() == out["obs"].float().mean().item()
+
+
+def test_readme_loop_with_gymnasium_vector_env():
+    """The README's loop: next-step autoreset steps stay out of the buffer."""
+    gymnasium = pytest.importorskip("gymnasium")
+    envs = gymnasium.make_vec("CartPole-v1", num_envs=4)
+    rb = dqnfast.ReplayBuffer(2_000, (4,), num_envs=4, obs_dtype=torch.float32, seed=0)
+    ref = NaiveReplayBuffer(2_000, 4)
+    obs, _ = envs.reset(seed=0)
+    resetting = np.zeros(4, dtype=bool)
+    rng = np.random.default_rng(0)
+    ends = 0
+    for step in range(1_000):
+        actions = rng.integers(0, 2, 4)
+        next_obs, rewards, terminated, truncated, _ = envs.step(actions)
+        live = np.flatnonzero(~resetting)
+        # Unique ids in place of CartPole's constant reward of 1 identify transitions.
+        ids = (step * 4 + live + 1).astype(np.float32)
+        assert (rewards[live] == 1).all() and (rewards[resetting] == 0).all()
+        rb.add(obs[live], actions[live], ids, next_obs[live], terminated[live], truncated[live],
+               env_ids=live)
+        ref.add(obs[live], actions[live], ids, next_obs[live], terminated[live], live)
+        ends += int((terminated | truncated).sum())
+        resetting = terminated | truncated
+        obs = next_obs
+    assert ends > 50
+    check_against_reference(rb, ref, draws=3)
