@@ -34,7 +34,7 @@ SETTINGS = {
                          num_actions=2, batch_size=128, rounds=None),
     # A Nature CNN update takes a good fraction of a second on two CPU cores: few rounds.
     "atari-cnn": dict(make_network=lambda: NatureDQN((4, 84, 84), 6), obs_shape=(4, 84, 84),
-                      obs_dtype=torch.uint8, num_actions=6, batch_size=32, rounds=8),
+                      obs_dtype=torch.uint8, num_actions=6, batch_size=32, rounds=20),
 }
 
 
