@@ -127,6 +127,9 @@ class ReplayBuffer:
             self._generator.seed()
         else:
             self._generator.manual_seed(seed)
+        # Host storage: len() reads the counters through numpy, without torch overhead.
+        self._counters_view = (self._storage["counters"].numpy()
+                               if self.storage_device.type == "cpu" else None)
         self._all_env_ids = torch.arange(num_envs)
         self._outputs = {}
         self._lock = threading.Lock()
@@ -175,8 +178,10 @@ class ReplayBuffer:
     # -- sampling -----------------------------------------------------------------------
 
     def __len__(self) -> int:
-        counters = self._storage["counters"]
-        return int((counters[:, 0] - counters[:, 2]).sum())  # waits for a GPU storage
+        counters = self._counters_view
+        if counters is None:  # GPU storage: this waits for the GPU
+            counters = self._storage["counters"].cpu().numpy()
+        return int(counters[:, 0].sum() - counters[:, 2].sum())
 
     def sample(self, batch_size: int) -> Batch:
         """Samples ``batch_size`` transitions uniformly (with replacement) from those stored."""
