@@ -1,0 +1,57 @@
+"""Environment throughput: env steps per second of each ``dqnfast.envs`` mode.
+
+    python -m pytest benchmarks/bench_envs.py --benchmark-only
+
+Group "env-steps": 8 environments, uniformly random actions (drawn beforehand),
+``env.step`` called ``STEPS`` times per round, everything the interface does
+included (episode bookkeeping, reward clipping, frame stacks). Each result's
+extra_info holds ``env_steps_per_round`` and ``env_steps_per_s`` (from the median
+round): one env step is one agent step of one env, i.e. ``frame_skip`` (4) emulator
+frames for Atari. The Atari rows answer which preprocessing mode is the faster
+(``dqnfast/envs.py`` takes it as the default).
+"""
+import numpy as np
+import pytest
+
+from dqnfast import envs
+
+NUM_ENVS = 8
+ROUNDS = 5
+
+MODES = [
+    # (id, env_id, options, steps per round)
+    ("atari-envpool-native", "Pong-v5", {"backend": "envpool", "preprocess": "native"}, 250),
+    ("atari-envpool-dqnfast", "Pong-v5", {"backend": "envpool", "preprocess": "dqnfast"}, 250),
+    ("atari-ale-native", "Pong-v5", {"backend": "ale", "preprocess": "native"}, 250),
+    ("atari-ale-dqnfast", "Pong-v5", {"backend": "ale", "preprocess": "dqnfast"}, 250),
+    ("cartpole", "CartPole-v1", {}, 500),
+    ("frozenlake", "FrozenLake-v1", {}, 500),
+    ("cartpole-pixels", "CartPole-pixels", {}, 40),
+]
+NEEDS = {"envpool": "envpool", "ale": "ale_py"}
+
+
+@pytest.mark.benchmark(group="env-steps")
+@pytest.mark.parametrize("env_id, options, steps", [m[1:] for m in MODES], ids=[m[0] for m in MODES])
+def test_env_steps(benchmark, env_id, options, steps):
+    backend = options.get("backend")
+    if backend is not None and not envs._importable(NEEDS[backend]):
+        pytest.skip(f"{backend} is not installed")
+    if env_id == "CartPole-pixels" and not envs._importable("pygame"):
+        pytest.skip("CartPole-pixels renders with pygame")
+    with envs.make(env_id, num_envs=NUM_ENVS, seed=0, **options) as env:
+        rng = np.random.default_rng(0)
+        actions = rng.integers(0, env.num_actions, (steps, NUM_ENVS))
+        env.reset()
+        for a in actions[: min(steps, 50)]:  # warm up: threads started, caches filled
+            env.step(a)
+
+        def play():
+            for a in actions:
+                env.step(a)
+
+        benchmark.pedantic(play, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+    env_steps = steps * NUM_ENVS
+    benchmark.extra_info["env_steps_per_round"] = env_steps
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        benchmark.extra_info["env_steps_per_s"] = round(env_steps / benchmark.stats.stats.median)

@@ -1,0 +1,171 @@
+"""Training hyperparameters: one dataclass, named presets, and the command line.
+
+Precedence: the dataclass defaults, then the preset (chosen by ``--preset`` or by
+``--env``), then the flags given on the command line.
+"""
+import argparse
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Tuple
+
+
+@dataclass
+class Config:
+    # -- environment --
+    env: str = "Pong-v5"
+    num_envs: int = 1
+    seed: int = 1
+    env_options: dict = field(default_factory=dict)  # passed to dqnfast.envs.make
+    # -- replay --
+    buffer_size: int = 10_000
+    learning_starts: int = 10_000  # env steps before the first update
+    batch_size: int = 32
+    # -- updates --
+    gamma: float = 0.99
+    optimizer: str = "adam"  # adam | adamw | rmsprop
+    learning_rate: float = 1e-4
+    adam_eps: float = 1e-8
+    max_grad_norm: Optional[float] = None  # gradient clipping by global norm
+    loss: str = "huber"  # huber | mse
+    double_dqn: bool = False
+    dueling: bool = False
+    hidden: Tuple[int, ...] = (128, 128)  # MLP layers for vector states
+    train_frequency: int = 1  # vector-env steps between updates
+    gradient_steps: int = 1  # updates each time
+    target_update_interval: int = 1_000  # env steps between hard syncs (tau == 1)
+    tau: float = 1.0  # 1: hard sync every target_update_interval; < 1: soft update after each update
+    # -- exploration --
+    epsilon_schedule: str = "linear"  # linear | exponential
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.02
+    epsilon_decay_steps: int = 100_000  # linear: steps to reach the end; exponential: time constant
+    # -- run --
+    total_steps: int = 2_000_000  # env steps, all envs together
+    reward_bound: Optional[float] = 19.5  # stop once the 100-episode mean reaches it
+    cuda: bool = False
+    torch_threads: Optional[int] = None  # CPU threads for torch (None: its default)
+    run_dir: Optional[str] = None  # default: runs/<env>__<preset>__<seed>__<time>
+    checkpoint_interval: int = 100_000  # env steps between full checkpoints
+    progress: bool = True
+    preset: Optional[str] = None
+
+
+# Each preset names its source. Values not given keep the dataclass defaults.
+PRESETS = {
+    # The book chapter's tuned Pong settings (seed 004): buffer 10k, start 10k, epsilon
+    # 1.0 -> 0.02 over 100k frames, Adam 1e-4, batch 32, sync 1000, gamma 0.99, stop at 19.5.
+    "pong": dict(env="Pong-v5", buffer_size=10_000, learning_starts=10_000, batch_size=32,
+                 learning_rate=1e-4, epsilon_end=0.02, epsilon_decay_steps=100_000,
+                 target_update_interval=1_000, gamma=0.99, reward_bound=19.5, loss="mse"),
+    # Mnih et al. 2015 (Nature), Extended Data Table 1: 1M buffer, 50k random steps, one
+    # update every 4 steps, target every 10k updates (40k steps), epsilon 1 -> 0.1 over
+    # 1M frames, RMSProp 2.5e-4 (centered, eps 0.01), Huber loss, 10M steps.
+    "nature": dict(env="Pong-v5", buffer_size=1_000_000, learning_starts=50_000, batch_size=32,
+                   optimizer="rmsprop", learning_rate=2.5e-4, adam_eps=0.01, train_frequency=4,
+                   target_update_interval=40_000, epsilon_end=0.1, epsilon_decay_steps=1_000_000,
+                   total_steps=10_000_000, reward_bound=None),
+    # Starts from the PyTorch CartPole tutorial (seed 000): MLP 128-128, AdamW 1e-4, soft
+    # target tau 0.005, Huber, batch 128, gamma 0.99, buffer 10k. Changed for solving every
+    # seed fast (see README): 4 envs stepping together, a larger learning rate, a linear
+    # epsilon schedule over 10k steps, and a bigger buffer so early failures stay in it.
+    "cartpole": dict(env="CartPole-v1", num_envs=4, buffer_size=50_000, learning_starts=1_000,
+                     batch_size=128, optimizer="adamw", learning_rate=1e-3, tau=0.005,
+                     loss="huber", hidden=(128, 128), epsilon_end=0.01,
+                     epsilon_decay_steps=10_000, total_steps=150_000, reward_bound=475.0,
+                     checkpoint_interval=50_000, torch_threads=1),
+    # Tabular-sized problem from the course notes (seed 003), slippery FrozenLake with a
+    # one-hot state: a small MLP, long exploration (rewards are rare), discount 0.99.
+    "frozenlake": dict(env="FrozenLake-v1", num_envs=4, buffer_size=50_000,
+                       learning_starts=1_000, batch_size=64, optimizer="adam",
+                       learning_rate=1e-3, hidden=(64,), tau=0.01, loss="mse",
+                       epsilon_end=0.05, epsilon_decay_steps=50_000, total_steps=100_000,
+                       reward_bound=None, checkpoint_interval=50_000, torch_threads=1),
+    # The pixel CartPole tutorials (seeds 001, 002): screen patches around the cart,
+    # RMSprop; here stacked 84x84 frames through the Nature network.
+    "cartpole-pixels": dict(env="CartPole-pixels", num_envs=4, buffer_size=100_000,
+                            learning_starts=5_000, batch_size=32, optimizer="adam",
+                            learning_rate=1e-4, target_update_interval=2_000,
+                            epsilon_end=0.05, epsilon_decay_steps=50_000,
+                            total_steps=500_000, reward_bound=None),
+}
+
+# --env picks the preset of its environment unless --preset says otherwise.
+PRESET_OF_ENV = {"Pong-v5": "pong", "CartPole-v1": "cartpole", "FrozenLake-v1": "frozenlake",
+                 "CartPole-pixels": "cartpole-pixels"}
+
+
+def resolve(preset: Optional[str] = None, env: Optional[str] = None, **overrides) -> Config:
+    """A Config from the defaults, a preset (named, or the one of ``env``) and overrides."""
+    if preset is None:
+        preset = PRESET_OF_ENV.get(env or Config.env)
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    values = dict(PRESETS.get(preset, {}))
+    if env is not None:
+        values["env"] = env
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")
+    values.update(overrides)
+    values["preset"] = preset
+    return Config(**values)
+
+
+# What a resumed run may change: it keeps every other setting it started with.
+RESUME_OVERRIDES = ("total_steps", "reward_bound", "progress", "checkpoint_interval")
+CONFIG_JSON = "config.json"
+
+
+def write_config(run_dir, config: Config) -> None:
+    (Path(run_dir) / CONFIG_JSON).write_text(json.dumps(dataclasses.asdict(config), indent=2))
+
+
+def read_config(run_dir) -> Config:
+    path = Path(run_dir) / CONFIG_JSON
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run folder: it has no {CONFIG_JSON}")
+    values = json.loads(path.read_text())
+    return Config(**{**values, "hidden": tuple(values["hidden"])})
+
+
+def parse_args(argv=None) -> Tuple[Config, Optional[str]]:
+    """(config, resume run folder or None) from the command line."""
+    parser = argparse.ArgumentParser(prog="python -m dqnfast.train",
+                                     description="Train a DQN agent.")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    parser.add_argument("--reward", type=float, dest="reward_bound",
+                        help="stop once the 100-episode mean return reaches it")
+    for f in dataclasses.fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in ("reward_bound", "env_options"):
+            continue
+        if f.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif f.name == "hidden":
+            parser.add_argument(flag, type=int, nargs="+", default=None)
+        else:
+            parser.add_argument(flag, type=_scalar_type(f.type), default=None)
+    args = vars(parser.parse_args(argv))
+    resume = args.pop("resume")
+    preset, env = args.pop("preset"), args.pop("env")
+    overrides = {name: value for name, value in args.items() if value is not None}
+    if "hidden" in overrides:
+        overrides["hidden"] = tuple(overrides["hidden"])
+    if resume is None:
+        return resolve(preset, env, **overrides), None
+    ignored = sorted(set(overrides) - set(RESUME_OVERRIDES)) + (["preset"] if preset else []) + (
+        ["env"] if env else [])
+    if ignored:
+        parser.error(f"--resume keeps the run's settings; only {', '.join(RESUME_OVERRIDES)} "
+                     f"may be given with it, got {', '.join(ignored)}")
+    return dataclasses.replace(read_config(resume), **overrides), resume
+
+
+def _scalar_type(annotation) -> type:
+    """int for int and Optional[int], likewise float; str otherwise."""
+    candidates = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    return candidates[0] if candidates[0] in (int, float) else str

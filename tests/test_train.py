@@ -1,0 +1,125 @@
+"""The training loop, its checkpoints, evaluation and plots, with tiny settings."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dqnfast
+from dqnfast.config import PRESETS, parse_args, resolve
+from dqnfast.evaluate import evaluate
+from dqnfast.plot import plot, read_episodes
+from dqnfast.train import epsilon_at, train
+
+TINY = dict(buffer_size=2_000, learning_starts=200, batch_size=16, checkpoint_interval=200,
+            target_update_interval=200, epsilon_decay_steps=500, progress=False)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_runs(tmp_path, preset):
+    steps = 200 + 64 if preset in ("pong", "nature") else 1_000
+    overrides = dict(TINY, total_steps=steps, run_dir=str(tmp_path / preset))
+    if preset in ("pong", "nature", "cartpole-pixels"):
+        overrides.update(num_envs=2, env_options=dict(max_episode_frames=400) if preset != "cartpole-pixels" else {})
+    result = train(resolve(preset, **overrides))
+    assert result.steps >= steps
+    run_dir = Path(result.run_dir)
+    for name in ("config.json", "scalars.csv", "episodes.csv", "checkpoint/state.pt"):
+        assert (run_dir / name).exists(), name
+    scalars = (run_dir / "scalars.csv").read_text()
+    for name in ("charts/SPS", "charts/epsilon", "losses/td_loss", "losses/q_values"):
+        assert name in scalars or (name.startswith("losses") and steps < 400), name
+    if preset in ("pong", "cartpole-pixels"):  # a GIF of the raw screen
+        gif = tmp_path / "play.gif"
+        evaluate(run_dir / "checkpoint" / "state.pt", episodes=1, gif=str(gif))
+        from PIL import Image
+        with Image.open(gif) as image:
+            assert image.size == ((160, 210) if preset == "pong" else (600, 400))
+            assert image.n_frames >= 5  # one whole episode, however short
+
+
+def test_cli_flags_override_the_preset_chosen_by_env():
+    cfg, resume = parse_args(["--env", "CartPole-v1", "--learning-rate", "3e-4", "--hidden", "64",
+                              "--reward", "400", "--double-dqn"])
+    assert resume is None and cfg.preset == "cartpole"
+    assert (cfg.learning_rate, cfg.hidden, cfg.reward_bound, cfg.double_dqn) == (3e-4, (64,), 400.0, True)
+    assert cfg.batch_size == PRESETS["cartpole"]["batch_size"]
+    assert parse_args([])[0].preset == "pong"
+    with pytest.raises(ValueError, match="unknown preset"):
+        resolve("breakout")
+
+
+def test_epsilon_schedules():
+    cfg = resolve("pong")
+    assert epsilon_at(cfg, 0) == 1.0 and epsilon_at(cfg, 50_000) == pytest.approx(0.51)
+    assert epsilon_at(cfg, 10**7) == pytest.approx(0.02)
+    cfg = resolve("cartpole", epsilon_schedule="exponential", epsilon_start=0.9,
+                  epsilon_end=0.05, epsilon_decay_steps=1_000)
+    assert epsilon_at(cfg, 1_000) == pytest.approx(0.05 + 0.85 / np.e)
+
+
+def test_kill_and_resume_continues_where_the_checkpoint_left(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "dqnfast.train", "--env", "CartPole-v1", "--no-progress",
+               "--total-steps", "200000", "--checkpoint-interval", "2000", "--learning-starts", "500",
+               "--run-dir", str(run_dir), "--reward", "10000"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    state = run_dir / "checkpoint" / "state.pt"
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # let it write more, perhaps in the middle of a checkpoint
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert state.exists(), "no checkpoint within two minutes"
+
+    saved = torch.load(state, weights_only=False)
+    buffer_file = run_dir / "checkpoint" / saved["buffer_file"]
+    checkpointed = dqnfast.ReplayBuffer(50_000, (4,), num_envs=4, obs_dtype=torch.float32)
+    checkpointed.load(buffer_file)
+
+    cfg, resume = parse_args(["--resume", str(run_dir), "--total-steps", str(saved["step"] + 400),
+                              "--no-progress"])
+    resumed_buffers = []
+    original_load = dqnfast.ReplayBuffer.load
+
+    def spy(self, path):  # the buffer the resumed run starts from
+        original_load(self, path)
+        resumed_buffers.append({n: t.clone() for n, t in self.state_dict()["storage"].items()})
+    dqnfast.ReplayBuffer.load = spy
+    try:
+        result = train(cfg, resume)
+    finally:
+        dqnfast.ReplayBuffer.load = original_load
+    assert result.steps == saved["step"] + 400
+    for name, tensor in checkpointed.state_dict()["storage"].items():
+        assert torch.equal(resumed_buffers[0][name], tensor), name
+    # The episode log holds no steps past the checkpoint twice.
+    steps = read_episodes(run_dir)["step"]
+    assert (np.diff(steps) >= 0).all()
+
+
+def test_resume_refuses_changed_settings(tmp_path):
+    with pytest.raises(SystemExit):
+        parse_args(["--resume", str(tmp_path), "--learning-rate", "1"])
+
+
+def test_evaluate_and_plot_a_run(tmp_path):
+    result = train(resolve("cartpole", **dict(TINY, total_steps=3_000, run_dir=str(tmp_path / "run"))))
+    evaluation = evaluate(result.run_dir, episodes=3, epsilon=0.0, gif=str(tmp_path / "play.gif"))
+    assert len(evaluation.returns) == 3 and evaluation.mean == pytest.approx(np.mean(evaluation.returns))
+    assert (tmp_path / "play.gif").stat().st_size > 1_000
+    png = plot(result.run_dir)
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cuda_flag_without_gpu_is_a_clear_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(RuntimeError, match="--cuda was given, but torch sees no CUDA GPU"):
+        train(resolve("cartpole", cuda=True, run_dir=str(tmp_path / "run"), progress=False))
