@@ -107,6 +107,9 @@ __attribute__((target("avx2"))) void gray_row_avx2(const uint8_t* a, const uint8
                      _mm_packus_epi16(_mm256_castsi256_si128(words),
                                       _mm256_extracti128_si256(words, 1)));
   }
+  // Clear the upper halves of the vector registers before the SSE code that follows
+  // (the compiler left it out here): dirty ones slow every SSE instruction after.
+  _mm256_zeroupper();
   gray_row_portable(a + 3 * x, b ? b + 3 * x : nullptr, width - x, gray + x);
 }
 #endif
@@ -132,6 +135,7 @@ void gray_row_planar(const uint8_t* a, const uint8_t* b, int64_t plane, int64_t 
 
 GrayRow pick_gray_row() {
 #if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();  // the CPU model may not be set up yet inside a shared library
   if (__builtin_cpu_supports("avx2")) return gray_row_avx2;
 #endif
   return gray_row_portable;
@@ -142,8 +146,15 @@ void accumulate_row(float weight, const uint8_t* gray, int64_t width, float* acc
   for (int64_t x = 0; x < width; ++x) acc[x] += weight * static_cast<float>(gray[x]);
 }
 
-// out[x] = round(sum of the column taps of x over acc), half to even as
-// OpenCV's area resize rounds. Taps is a template parameter for the common
+// Rounds 0 <= v < 2^22 to the nearest integer, half to even (as OpenCV's area
+// resize and CUDA's __float2int_rn do): adding 1.5 * 2^23 leaves no fraction bits,
+// so the float add itself rounds. Inline, unlike a call to lrintf.
+inline uint8_t round_half_even(float v) {
+  constexpr float kShift = 12582912.0f;
+  return static_cast<uint8_t>(std::min((v + kShift) - kShift, 255.0f));
+}
+
+// out[x] = round(sum of the column taps of x over acc). Taps is a template parameter for the common
 // counts so the inner loop unrolls.
 template <int64_t kTaps>
 void resample_columns_fixed(const float* acc, const PaddedTaps& cols, int64_t out_width,
@@ -154,7 +165,7 @@ void resample_columns_fixed(const float* acc, const PaddedTaps& cols, int64_t ou
   for (int64_t x = 0; x < out_width; ++x) {
     float sum = 0.0f;
     for (int64_t t = 0; t < taps; ++t) sum += weight[x * taps + t] * acc[source[x * taps + t]];
-    out[x] = static_cast<uint8_t>(std::min(std::lrint(sum), 255L));
+    out[x] = round_half_even(sum);
   }
 }
 
