@@ -7,6 +7,7 @@
 // (OpenCV's INTER_AREA when shrinking). Weights of one output sample sum to 1.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -44,6 +45,30 @@ inline AreaTaps area_taps(int64_t in, int64_t out) {
   }
   taps.begin.push_back(static_cast<int32_t>(taps.source.size()));
   return taps;
+}
+
+// Taps of outputs first .. first + count - 1 padded to the same count each, so
+// loops over them have a fixed trip count (padding taps have weight 0).
+struct PaddedTaps {
+  int64_t per_output;
+  std::vector<int32_t> source;
+  std::vector<float> weight;
+};
+
+inline PaddedTaps pad_taps(const AreaTaps& taps, int64_t first, int64_t count) {
+  int64_t widest = 0;
+  for (int64_t d = first; d < first + count; ++d)
+    widest = std::max<int64_t>(widest, taps.begin[d + 1] - taps.begin[d]);
+  PaddedTaps padded{widest, std::vector<int32_t>(count * widest), std::vector<float>(count * widest)};
+  for (int64_t d = 0; d < count; ++d) {
+    const int32_t begin = taps.begin[first + d], end = taps.begin[first + d + 1];
+    for (int64_t t = 0; t < widest; ++t) {
+      const bool real = begin + t < end;
+      padded.source[d * widest + t] = taps.source[real ? begin + t : begin];
+      padded.weight[d * widest + t] = real ? taps.weight[begin + t] : 0.0f;
+    }
+  }
+  return padded;
 }
 
 }  // namespace dqnfast

@@ -17,30 +17,6 @@
 namespace dqnfast {
 namespace {
 
-// Column taps padded to the same count for every output column, so the inner
-// loop has a fixed trip count (padding taps have weight 0).
-struct PaddedTaps {
-  int64_t per_output;
-  std::vector<int32_t> source;
-  std::vector<float> weight;
-};
-
-PaddedTaps pad_taps(const AreaTaps& taps, int64_t first, int64_t count) {
-  int64_t widest = 0;
-  for (int64_t d = first; d < first + count; ++d)
-    widest = std::max<int64_t>(widest, taps.begin[d + 1] - taps.begin[d]);
-  PaddedTaps padded{widest, std::vector<int32_t>(count * widest), std::vector<float>(count * widest)};
-  for (int64_t d = 0; d < count; ++d) {
-    const int32_t begin = taps.begin[first + d], end = taps.begin[first + d + 1];
-    for (int64_t t = 0; t < widest; ++t) {
-      const bool real = begin + t < end;
-      padded.source[d * widest + t] = taps.source[real ? begin + t : begin];
-      padded.weight[d * widest + t] = real ? taps.weight[begin + t] : 0.0f;
-    }
-  }
-  return padded;
-}
-
 // Gray of the element-wise max of two RGB rows (b may be null: one row).
 void gray_row_portable(const uint8_t* a, const uint8_t* b, int64_t width, uint8_t* gray) {
   constexpr int32_t half = 1 << (kGrayShift - 1);

@@ -30,35 +30,23 @@ void preprocess_frames_cuda(const at::Tensor& frames_in,
   const at::Tensor frames = frames_in.contiguous();
   const at::Tensor prev = prev_frames_in.has_value() ? prev_frames_in->contiguous() : at::Tensor();
 
-  // The same taps as the CPU code, column taps padded the same way.
+  // The same taps as the CPU code.
   const AreaTaps rows = area_taps(g.crop_height, g.resize_height);
-  const AreaTaps cols = area_taps(g.crop_width, g.resize_width);
-  int64_t col_taps = 0;
-  for (int64_t d = g.window_left; d < g.window_left + g.window_width; ++d)
-    col_taps = std::max<int64_t>(col_taps, cols.begin[d + 1] - cols.begin[d]);
-  std::vector<int32_t> col_source(g.window_width * col_taps);
-  std::vector<float> col_weight(g.window_width * col_taps);
-  for (int64_t x = 0; x < g.window_width; ++x) {
-    const int32_t begin = cols.begin[g.window_left + x], end = cols.begin[g.window_left + x + 1];
-    for (int64_t t = 0; t < col_taps; ++t) {
-      const bool real = begin + t < end;
-      col_source[x * col_taps + t] = cols.source[real ? begin + t : begin];
-      col_weight[x * col_taps + t] = real ? cols.weight[begin + t] : 0.0f;
-    }
-  }
+  const PaddedTaps cols = pad_taps(area_taps(g.crop_width, g.resize_width), g.window_left,
+                                   g.window_width);
   const at::Device device = frames.device();
   const at::Tensor row_begin = on_device(rows.begin, at::kInt, device);
   const at::Tensor row_source = on_device(rows.source, at::kInt, device);
   const at::Tensor row_weight = on_device(rows.weight, at::kFloat, device);
-  const at::Tensor col_source_d = on_device(col_source, at::kInt, device);
-  const at::Tensor col_weight_d = on_device(col_weight, at::kFloat, device);
+  const at::Tensor col_source = on_device(cols.source, at::kInt, device);
+  const at::Tensor col_weight = on_device(cols.weight, at::kFloat, device);
 
   cuda::PreprocessPlan plan{frames.size(0), g.height, g.width, channels_first,
                             g.crop_top, g.crop_left, g.window_top, g.window_height,
                             g.window_width, row_begin.data_ptr<int32_t>(),
                             row_source.data_ptr<int32_t>(), row_weight.data_ptr<float>(),
-                            col_taps, col_source_d.data_ptr<int32_t>(),
-                            col_weight_d.data_ptr<float>()};
+                            cols.per_output, col_source.data_ptr<int32_t>(),
+                            col_weight.data_ptr<float>()};
   check_launch(cuda::preprocess_frames(plan, frames.data_ptr<uint8_t>(),
                                        prev.defined() ? prev.data_ptr<uint8_t>() : nullptr,
                                        out.data_ptr<uint8_t>(), at::cuda::getCurrentCUDAStream()),
