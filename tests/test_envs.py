@@ -368,3 +368,33 @@ def test_bad_actions_and_order():
         env.step(torch.tensor([0, 1, 1]))  # tensors are fine
     with pytest.raises(RuntimeError, match="closed"):
         env.reset()
+
+
+# -- render ----------------------------------------------------------------------------
+
+def test_render_shows_env_0():
+    with envs.make("CartPole-v1", num_envs=2, seed=0, render=True) as env:
+        env.reset()
+        env.step(np.array([0, 1]))
+        frame = env.render()
+    assert frame.shape == (400, 600, 3) and frame.dtype == np.uint8
+    with envs.make("CartPole-v1", num_envs=1) as env:
+        env.reset()
+        with pytest.raises(RuntimeError, match="render=True"):
+            env.render()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_render_atari_raw_screen(backend):
+    with envs.make("Pong-v5", num_envs=2, seed=0, backend=backend, preprocess="dqnfast") as env:
+        env.reset()
+        obs = env.step(np.array([0, 0]))[0]
+        frame = env.render()
+        assert frame.shape == (210, 160, 3) and frame.dtype == np.uint8
+        # The screen env 0's newest frame was made from.
+        gray = dqnfast.preprocess_frames(frame[None])[0].numpy()
+        np.testing.assert_array_equal(gray, obs[0, -1])
+    with envs.make("Pong-v5", num_envs=1, backend=backend) as env:
+        env.reset()
+        with pytest.raises(RuntimeError, match="preprocess='dqnfast'"):
+            env.render()
