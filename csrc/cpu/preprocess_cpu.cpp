@@ -11,6 +11,7 @@
 #include <immintrin.h>
 #endif
 
+#include "parallel.h"
 #include "../preprocess_checks.h"
 #include "../preprocess_layout.h"
 
@@ -177,7 +178,8 @@ void preprocess_frames_cpu(const at::Tensor& frames_in,
   const int64_t plane = g.height * g.width, frame_bytes = 3 * plane;
 
   static const GrayRow gray_row = pick_gray_row();
-  at::parallel_for(0, frames.size(0), 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(1, kBytesPerThread / frame_bytes);
+  at::parallel_for(0, frames.size(0), grain, [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> gray((end_row - first_row) * cw);
     std::vector<float> acc(cw);
     for (int64_t n = begin; n < end; ++n) {
@@ -213,7 +215,8 @@ void push_frames_cpu(at::Tensor stacks, const at::Tensor& frames_in,
   uint8_t* dst = static_cast<uint8_t*>(stacks.data_ptr());
   const uint8_t* src = static_cast<const uint8_t*>(frames.data_ptr());
   const bool* resets = reset.defined() ? reset.data_ptr<bool>() : nullptr;
-  at::parallel_for(0, stacks.size(0), 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(1, kBytesPerThread / std::max<int64_t>(k * fb, 1));
+  at::parallel_for(0, stacks.size(0), grain, [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
       uint8_t* stack = dst + n * k * fb;
       const uint8_t* frame = src + n * fb;

@@ -6,12 +6,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include "parallel.h"
 #include "../replay_checks.h"
 
 namespace dqnfast {
 namespace {
-
-constexpr int64_t kBytesPerThread = 1 << 20;
 
 int64_t frame_bytes_of(const at::Tensor& frames) {
   return frames.numel() / (frames.size(0) * frames.size(1)) * frames.element_size();
@@ -74,9 +73,6 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
   const bool* in_trunc = new_truncated.data_ptr<bool>();
   const int64_t* ids = env_ids.data_ptr<int64_t>();
 
-  // Threads pay off only for about a megabyte of copying each: smaller jobs
-  // stay on the calling thread (waking workers costs more, and on a busy
-  // machine far more).
   const int64_t add_grain = std::max<int64_t>(1, kBytesPerThread / ((k + 1) * fb));
   at::parallel_for(0, num_rows, add_grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
