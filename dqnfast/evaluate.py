@@ -39,6 +39,10 @@ def evaluate(checkpoint, *, episodes: int = 10, epsilon: float = 0.05, seed: int
             options["preprocess"] = "dqnfast"
     env = envs.make(config.env, num_envs=num_envs, seed=seed, **options)
     rng = np.random.default_rng(seed)
+    # Each env plays a fixed share of the episodes: keeping whichever episodes end first
+    # would favour short ones.
+    quota = np.full(env.num_envs, episodes // env.num_envs)
+    quota[:episodes % env.num_envs] += 1
     frames, recording = [], gif is not None
     returns = []
     obs = env.reset()
@@ -48,12 +52,13 @@ def evaluate(checkpoint, *, episodes: int = 10, epsilon: float = 0.05, seed: int
         actions = select_actions(q_network, obs, epsilon, env.num_actions, device, rng)
         obs, _, _, _, info = env.step(actions)
         for i in np.flatnonzero(info["episode_done"]):
-            returns.append(float(info["episode_return"][i]))
+            if quota[i] > 0:
+                quota[i] -= 1
+                returns.append(float(info["episode_return"][i]))
             recording = recording and i != 0  # one whole episode of env 0
     env.close()
     if gif is not None:
         write_gif(gif, frames)
-    returns = returns[:episodes]
     return Evaluation(returns, float(np.mean(returns)), float(np.std(returns)))
 
 

@@ -80,7 +80,9 @@ def test_kill_and_resume_continues_where_the_checkpoint_left(tmp_path):
 
     saved = torch.load(state, weights_only=False)
     buffer_file = run_dir / "checkpoint" / saved["buffer_file"]
-    checkpointed = dqnfast.ReplayBuffer(50_000, (4,), num_envs=4, obs_dtype=torch.float32)
+    preset = PRESETS["cartpole"]
+    checkpointed = dqnfast.ReplayBuffer(preset["buffer_size"], (4,), num_envs=preset["num_envs"],
+                                        obs_dtype=torch.float32)
     checkpointed.load(buffer_file)
 
     cfg, resume = parse_args(["--resume", str(run_dir), "--total-steps", str(saved["step"] + 400),
@@ -114,6 +116,8 @@ def test_evaluate_and_plot_a_run(tmp_path):
     evaluation = evaluate(result.run_dir, episodes=3, epsilon=0.0, gif=str(tmp_path / "play.gif"))
     assert len(evaluation.returns) == 3 and evaluation.mean == pytest.approx(np.mean(evaluation.returns))
     assert (tmp_path / "play.gif").stat().st_size > 1_000
+    # Several envs: each plays its share, so exactly the episodes asked for come back.
+    assert len(evaluate(result.run_dir, episodes=5, epsilon=1.0, num_envs=4).returns) == 5
     png = plot(result.run_dir)
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
 
