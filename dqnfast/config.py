@@ -46,6 +46,9 @@ class Config:
     total_steps: int = 2_000_000  # env steps, all envs together
     reward_bound: Optional[float] = 19.5  # stop once the 100-episode mean reaches it
     cuda: bool = False
+    cuda_graph: bool = True  # with cuda: replay the update (and target sync) as CUDA graphs
+    replay_on_gpu: bool = True  # with cuda: keep the replay buffer in GPU memory
+    async_envs: bool = False  # step the envs on a worker thread while the network updates
     torch_threads: Optional[int] = None  # CPU threads for torch (None: its default)
     run_dir: Optional[str] = None  # default: runs/<env>__<preset>__<seed>__<time>
     checkpoint_interval: int = 100_000  # env steps between full checkpoints

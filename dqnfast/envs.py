@@ -45,7 +45,7 @@ Environments:
 ``"CartPole-v1"``         float32 (4,) state, gymnasium ``SyncVectorEnv``.
 ``"FrozenLake-v1"``       one-hot float32 (16,) state, slippery by default.
 ``"CartPole-pixels"``     CartPole as the pixel tutorials see it: the rendered 600x400
-                          screen, rows 40%..80% (the cart and pole band) and a window 60%
+                          screen, rows 40%..80% (the cart and pole band) and a window 30%
                           of the width centred on the cart, gray, area-resized to
                           ``img_size`` and stacked: uint8 (4, 84, 84). Needs pygame.
 ========================  ================================================================
@@ -106,7 +106,7 @@ only to report life losses and spends the reset step on one FIRE (or NOOP) step,
 OpenAI Baselines' ``EpisodicLifeEnv`` with ``FireResetEnv`` does. Either way the frame
 stack is refilled with copies of the first frame only at the start of a game.
 """
-import contextlib
+import concurrent.futures
 import difflib
 import os
 import re
@@ -173,10 +173,13 @@ class VectorEnv:
         self._resetting: Optional[np.ndarray] = None  # None until the first reset()
         self._new_game = np.zeros(num_envs, bool)
         self._closed = False
+        self._worker: Optional[concurrent.futures.ThreadPoolExecutor] = None  # step_async's
+        self._pending: Optional[concurrent.futures.Future] = None
 
     def reset(self) -> np.ndarray:
         """Resets every environment; returns the first observations."""
         self._check_open()
+        self._check_no_step_pending()
         obs = self._reset()
         self._returns[:] = 0
         self._lengths[:] = 0
@@ -191,10 +194,10 @@ class VectorEnv:
         ``reset_step``, ``episode_done`` (bool), ``episode_return`` (float64, unclipped,
         NaN where no episode ended) and ``episode_length`` (int64, 0 where none ended).
         """
-        self._check_open()
-        if self._resetting is None:
-            raise RuntimeError(f"{self.env_id}: call reset() before the first step()")
-        actions = self._check_actions(actions)
+        self._check_ready()
+        return self._step_checked(self._check_actions(actions))
+
+    def _step_checked(self, actions: np.ndarray):
         reset_step = self._resetting
         obs, raw_reward, terminated, truncated, game_over = self._step(
             actions, reset_step, self._new_game)
@@ -218,14 +221,37 @@ class VectorEnv:
                 "episode_return": episode_return, "episode_length": episode_length}
         return obs, reward, terminated, truncated, info
 
+    def step_async(self, actions: ArrayLike) -> None:
+        """Starts ``step(actions)`` on a worker thread and returns at once; ``step_wait()``
+        returns its result. Meanwhile the caller can update its network: envpool and
+        ALE step in C++ threads and torch's ops release the GIL, so both run at once.
+        Bad actions raise here, before anything starts."""
+        self._check_ready()
+        actions = self._check_actions(actions)
+        if self._worker is None:
+            self._worker = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"dqnfast-{self.env_id}")
+        self._pending = self._worker.submit(self._step_checked, actions)
+
+    def step_wait(self):
+        """The result of the step started by ``step_async`` (see ``step``)."""
+        if self._pending is None:
+            raise RuntimeError(f"{self.env_id}: step_wait() without a step_async() before it")
+        pending, self._pending = self._pending, None
+        return pending.result()
+
     def render(self) -> np.ndarray:
         """Env 0's screen after the last reset or step: (H, W, 3) uint8 RGB."""
         self._check_open()
+        self._check_no_step_pending()
         return self._render()
 
     def close(self) -> None:
         """Releases the environments (and their threads); the env is unusable after."""
         if not self._closed:
+            if self._worker is not None:
+                self._worker.shutdown(wait=True)  # lets a step in flight finish first
+                self._pending = None
             self._closed = True
             self._close()
 
@@ -257,6 +283,16 @@ class VectorEnv:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"{self.env_id}: this env was closed")
+
+    def _check_no_step_pending(self) -> None:
+        if self._pending is not None:
+            raise RuntimeError(f"{self.env_id}: a step_async() is in flight; call step_wait() first")
+
+    def _check_ready(self) -> None:
+        self._check_open()
+        self._check_no_step_pending()
+        if self._resetting is None:
+            raise RuntimeError(f"{self.env_id}: call reset() before the first step()")
 
     def _check_actions(self, actions: ArrayLike) -> np.ndarray:
         if isinstance(actions, torch.Tensor):
@@ -341,29 +377,6 @@ def _make_atari(env_id: str, num_envs: int, seed: int, options: dict) -> VectorE
     return _AleAtari(env_id, game, num_envs, seed, opts)
 
 
-@contextlib.contextmanager
-def _one_torch_thread():
-    """Runs the per-step frame ops on the calling thread alone.
-
-    ``preprocess_frames`` and ``push_frames`` split even a few small frames across
-    all of torch's threads, and a step's frames are small: on the 2-core machine,
-    8 envs, the OpenMP hand-off costs more than it saves while envpool's or ALE's
-    workers are still winding down (Pong, dqnfast mode: 4,000 env steps/s with 2
-    threads, 5,000 with one), and when another process holds a core one push of 8
-    stacks took 8 ms instead of 7 us. torch's thread count (OpenMP: per calling
-    thread) is restored on exit.
-    """
-    before = torch.get_num_threads()
-    if before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class _FrameStacks:
     """Frame stacks kept by dqnfast: one new frame per env and step in, a fresh
     (num_envs, k, H, W) uint8 stack out, k copies of the frame where a game starts.
@@ -385,13 +398,14 @@ class _FrameStacks:
         return self.push(frames, self._all)
 
     def push(self, frames: np.ndarray, new_game: np.ndarray) -> np.ndarray:
-        with _one_torch_thread():
-            if self.rgb is not None:
-                self.last_rgb = frames
-                frames = preprocess_frames(frames, out_size=self.img_size,
-                                           channels_first=self.rgb == "channels_first")
-            self.stacks = push_frames(torch.from_numpy(self.stacks.numpy().copy()), frames,
-                                      torch.from_numpy(new_game))
+        # A step's frames stay on the calling thread: the ops split work across
+        # threads only per megabyte (csrc/cpu/parallel.h).
+        if self.rgb is not None:
+            self.last_rgb = frames
+            frames = preprocess_frames(frames, out_size=self.img_size,
+                                       channels_first=self.rgb == "channels_first")
+        self.stacks = push_frames(torch.from_numpy(self.stacks.numpy().copy()), frames,
+                                  torch.from_numpy(new_game))
         return self.stacks.numpy()
 
 
@@ -666,11 +680,14 @@ class _FrozenLake(_GymVectorEnv):
 class _CartPolePixels(_GymVectorEnv):
     """CartPole seen through its rendered screen, as in the pixel DQN tutorials: the
     band of rows where the cart and pole are (40% to 80% of the height) and a window
-    60% of the screen wide, centred on the cart (clamped at the edges); gray,
-    area-resized to ``img_size`` and stacked ``frame_stack`` deep."""
+    30% of the screen wide, centred on the cart (clamped at the edges); gray,
+    area-resized to ``img_size`` and stacked ``frame_stack`` deep. The window is
+    nearly square (180x160 of 600x400), so a square ``img_size`` keeps the pole's
+    angle, as the tutorials' resize does: a window 60% wide, squeezed 4.3x sideways
+    into 84 columns, moves the pole's tip by under a pixel for tilts below 0.1 rad."""
 
     _ROWS = (0.4, 0.8)
-    _VIEW_WIDTH = 0.6
+    _VIEW_WIDTH = 0.3
 
     def __init__(self, env_id, num_envs, seed, options):
         opts = _with_defaults(env_id, options, {"frame_stack": 4, "img_size": (84, 84),
@@ -696,13 +713,12 @@ class _CartPolePixels(_GymVectorEnv):
         # The returned state is the rendered one (also on reset and final steps), so
         # the cart's position x = state[0] places the window.
         frames = self._env.render()
-        with _one_torch_thread():
-            for i, (frame, x) in enumerate(zip(frames, obs[:, 0])):
-                crop = self.cart_window(frame.shape[0], frame.shape[1], float(x))
-                preprocess_frames(frame[None], crop=crop, out_size=self._img_size,
-                                  out=self._gray[i:i + 1])
-            self._stacks = push_frames(torch.from_numpy(self._stacks.numpy().copy()),
-                                       self._gray, torch.from_numpy(np.asarray(new_episode, bool)))
+        for i, (frame, x) in enumerate(zip(frames, obs[:, 0])):
+            crop = self.cart_window(frame.shape[0], frame.shape[1], float(x))
+            preprocess_frames(frame[None], crop=crop, out_size=self._img_size,
+                              out=self._gray[i:i + 1])
+        self._stacks = push_frames(torch.from_numpy(self._stacks.numpy().copy()),
+                                   self._gray, torch.from_numpy(np.asarray(new_episode, bool)))
         return self._stacks.numpy()
 
     def cart_window(self, height: int, width: int, x: float) -> Tuple[int, int, int, int]:

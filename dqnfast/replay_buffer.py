@@ -206,6 +206,32 @@ class ReplayBuffer:
         return Batch(obs=out["obs"], action=out["action"], reward=out["reward"],
                      next_obs=out["next_obs"], terminated=out["terminated"])
 
+    @property
+    def generator(self) -> torch.Generator:
+        """The generator that draws the sampled indices (on ``storage_device``)."""
+        return self._generator
+
+    def sample_in_graph(self, batch_size: int) -> Batch:
+        """``sample`` for recording into a CUDA graph being captured: no host reads
+        and no checks that need them, so each replay draws a new batch from whatever
+        the buffer holds by then (its size and write position are read on the GPU).
+        Needs ``storage_device`` and ``device`` both CUDA, and the graph must have
+        registered ``self.generator`` before its capture began. An empty buffer yields
+        all-zero rows (a GPU kernel cannot raise without a host sync): replay after the
+        first ``add``. Replays must be ordered with ``add`` on one CUDA stream; the
+        lock is not taken when the graph replays."""
+        _require_int("batch_size", batch_size, minimum=1)
+        if self.storage_device.type != "cuda" or self.device.type != "cuda":
+            raise ValueError("sample_in_graph needs storage_device and device both CUDA, got "
+                             f"storage_device={self.storage_device}, device={self.device}")
+        with self._lock:
+            out, _, _ = self._output_tensors(batch_size)
+            random_bits = torch.randint(0, 2**62, (batch_size,), generator=self._generator,
+                                        device=self.storage_device)
+            ops.replay_sample(self._storage, random_bits, self.frame_stack, out)
+        return Batch(obs=out["obs"], action=out["action"], reward=out["reward"],
+                     next_obs=out["next_obs"], terminated=out["terminated"])
+
     def _output_tensors(self, batch_size: int):
         """(tensors the op writes, tensors returned, CUDA event of the copy between or None)."""
         if batch_size not in self._outputs:

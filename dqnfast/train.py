@@ -21,10 +21,10 @@ from dqnfast import envs
 from dqnfast.checkpoint import (BEST_MODEL, load_checkpoint, model_info, save_checkpoint,
                                 save_model)
 from dqnfast.config import Config, parse_args, write_config
-from dqnfast.loss import dqn_loss
 from dqnfast.models import make_q_network
 from dqnfast.replay_buffer import ReplayBuffer
 from dqnfast.run_log import RunLog, truncate_to_step
+from dqnfast.update import GraphedUpdate, Update
 
 LOG_INTERVAL_UPDATES = 100  # reading the loss back syncs the GPU: not every update
 RETURN_WINDOW = 100  # episodes in the mean that decides "solved" and the best model
@@ -48,18 +48,32 @@ def epsilon_at(cfg: Config, step: int) -> float:
     raise ValueError(f"epsilon_schedule must be 'linear' or 'exponential', got {cfg.epsilon_schedule!r}")
 
 
+def uses_cuda_graphs(cfg: Config) -> bool:
+    return cfg.cuda and cfg.cuda_graph
+
+
 def make_optimizer(cfg: Config, parameters):
     # The fused implementations step all parameters in one kernel: measured ~10% off a
-    # Nature-CNN update and more off small MLP updates on CPU.
+    # Nature-CNN update and more off small MLP updates on CPU. Capturable: the step
+    # counts live on the GPU, so a CUDA graph can replay the step.
+    capturable = uses_cuda_graphs(cfg)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
+        return torch.optim.Adam(parameters, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True,
+                                capturable=capturable)
     if cfg.optimizer == "adamw":  # amsgrad as in the CartPole tutorial
         return torch.optim.AdamW(parameters, lr=cfg.learning_rate, eps=cfg.adam_eps, amsgrad=True,
-                                 fused=True)
+                                 fused=True, capturable=capturable)
     if cfg.optimizer == "rmsprop":  # the Nature paper's centered RMSProp
         return torch.optim.RMSprop(parameters, lr=cfg.learning_rate, alpha=0.95, eps=cfg.adam_eps,
-                                   centered=True)
+                                   centered=True, capturable=capturable)
     raise ValueError(f"optimizer must be adam, adamw or rmsprop, got {cfg.optimizer!r}")
+
+
+def make_update(cfg: Config, q_network, target_network, optimizer, replay) -> Update:
+    kind = GraphedUpdate if uses_cuda_graphs(cfg) else Update
+    return kind(q_network, target_network, optimizer, replay, batch_size=cfg.batch_size,
+                gamma=cfg.gamma, loss=cfg.loss, double_dqn=cfg.double_dqn,
+                max_grad_norm=cfg.max_grad_norm, tau=cfg.tau)
 
 
 def select_actions(q_network, obs: np.ndarray, epsilon: float, num_actions: int,
@@ -99,7 +113,7 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
     optimizer = make_optimizer(cfg, q_network.parameters())
     replay = ReplayBuffer(cfg.buffer_size, env.obs_shape, num_envs=env.num_envs,
                           frame_stack=env.frame_stack, obs_dtype=env.obs_dtype, device=device,
-                          seed=cfg.seed)
+                          storage_device=device if cfg.replay_on_gpu else "cpu", seed=cfg.seed)
     step, updates, episodes, best_mean, wall_time = 0, 0, 0, -math.inf, 0.0
     recent_returns = deque(maxlen=RETURN_WINDOW)
     if resume_dir is not None:
@@ -112,6 +126,7 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
         recent_returns.extend(saved["recent_returns"])
         rng.bit_generator.state = saved["action_rng"]
         truncate_to_step(run_dir, step)
+    update = make_update(cfg, q_network, target_network, optimizer, replay)
     log = RunLog(run_dir, wall_time_offset=wall_time)
     progress = _progress_bar(cfg, step)
 
@@ -123,7 +138,20 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
     while step < cfg.total_steps and not solved:
         epsilon = epsilon_at(cfg, step)
         actions = select_actions(q_network, obs, epsilon, env.num_actions, device, rng)
-        next_obs, reward, terminated, truncated, info = env.step(actions)
+        if cfg.async_envs:
+            env.step_async(actions)  # the envs step on a worker thread during the update
+        else:
+            stepped = env.step(actions)
+        # The update samples what was stored up to the previous step.
+        if learning and iteration % cfg.train_frequency == 0:
+            for _ in range(cfg.gradient_steps):
+                stats = update()
+                updates += 1
+                if updates % LOG_INTERVAL_UPDATES == 0:  # one device-to-host read for both
+                    td_loss, q_value = torch.stack([stats.loss, stats.q_taken.mean()]).tolist()
+                    log.scalar("losses/td_loss", td_loss, step)
+                    log.scalar("losses/q_values", q_value, step)
+        next_obs, reward, terminated, truncated, info = env.step_wait() if cfg.async_envs else stepped
         # A step that only reset an environment (next-step autoreset) is no transition.
         live = np.flatnonzero(~info["reset_step"])
         replay.add(obs[live], actions[live], reward[live], next_obs[live], terminated[live],
@@ -139,24 +167,8 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
 
         # Reset steps store nothing: also wait for a whole batch to be stored.
         learning = learning or (step >= cfg.learning_starts and len(replay) >= cfg.batch_size)
-        if learning and iteration % cfg.train_frequency == 0:
-            for _ in range(cfg.gradient_steps):
-                result = dqn_loss(q_network, target_network, *replay.sample(cfg.batch_size),
-                                  gamma=cfg.gamma, loss=cfg.loss, double_dqn=cfg.double_dqn)
-                optimizer.zero_grad(set_to_none=True)
-                result.loss.backward()
-                if cfg.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(q_network.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                updates += 1
-                if cfg.tau < 1.0:  # soft update: target <- target + tau (online - target)
-                    torch._foreach_lerp_(list(target_network.parameters()),
-                                         list(q_network.parameters()), cfg.tau)
-                if updates % LOG_INTERVAL_UPDATES == 0:
-                    log.scalar("losses/td_loss", result.loss.item(), step)
-                    log.scalar("losses/q_values", result.q_taken.mean().item(), step)
         if cfg.tau >= 1.0 and step // cfg.target_update_interval > previous_step // cfg.target_update_interval:
-            target_network.load_state_dict(q_network.state_dict())
+            update.sync_target()
 
         if len(finished):
             mean_return = float(np.mean(recent_returns))

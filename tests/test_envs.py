@@ -223,10 +223,11 @@ def test_cartpole_pixels_window_follows_the_cart():
     with envs.make("CartPole-pixels", num_envs=1, seed=0, img_size=(40, 90), frame_stack=2) as env:
         assert env.obs_shape == (2, 40, 90)
         window = env.cart_window
-        assert window(400, 600, 0.0) == (160, 120, 160, 360)   # centred
-        assert window(400, 600, 1.2) == (160, 240, 160, 360)   # clamped right
-        assert window(400, 600, -2.4) == (160, 0, 160, 360)    # clamped left
-        assert window(400, 600, -0.6) == (160, 45, 160, 360)
+        assert window(400, 600, 0.0) == (160, 210, 160, 180)   # centred
+        assert window(400, 600, 1.2) == (160, 360, 160, 180)
+        assert window(400, 600, 2.4) == (160, 420, 160, 180)   # clamped right
+        assert window(400, 600, -2.4) == (160, 0, 160, 180)    # clamped left
+        assert window(400, 600, -0.6) == (160, 135, 160, 180)
 
 
 # -- the two Atari pipelines -----------------------------------------------------------
@@ -368,6 +369,63 @@ def test_bad_actions_and_order():
         env.step(torch.tensor([0, 1, 1]))  # tensors are fine
     with pytest.raises(RuntimeError, match="closed"):
         env.reset()
+
+
+# -- stepping on a worker thread ---------------------------------------------------------
+
+@pytest.mark.parametrize("env_id, options", [
+    ("CartPole-v1", {}),
+    pytest.param("Pong-v5", {"backend": "envpool", "max_episode_frames": 400}, marks=needs_envpool),
+    pytest.param("Pong-v5", {"backend": "ale", "preprocess": "dqnfast", "max_episode_frames": 400},
+                 marks=needs_ale),
+])
+def test_step_async_gives_what_step_gives(env_id, options):
+    """Same seed, same actions: step_async + step_wait returns exactly what step does,
+    across episode ends."""
+    results = []
+    for use_async in (False, True):
+        with envs.make(env_id, num_envs=3, seed=5, **options) as env:
+            rng = np.random.default_rng(0)
+            steps = [env.reset()]
+            for _ in range(130):
+                actions = rng.integers(0, env.num_actions, env.num_envs)
+                if use_async:
+                    env.step_async(actions)
+                    steps.append(env.step_wait())
+                else:
+                    steps.append(env.step(actions))
+            results.append(steps)
+    assert any(step[4]["episode_done"].any() for step in results[0][1:])
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    for plain, threaded in zip(results[0][1:], results[1][1:]):
+        for a, b in zip(plain[:4], threaded[:4]):
+            np.testing.assert_array_equal(a, b)
+        for key in plain[4]:
+            np.testing.assert_array_equal(plain[4][key], threaded[4][key])
+
+
+def test_step_async_order_is_checked():
+    with envs.make("CartPole-v1", num_envs=2, seed=0) as env:
+        with pytest.raises(RuntimeError, match="reset"):
+            env.step_async(np.zeros(2, int))
+        env.reset()
+        with pytest.raises(RuntimeError, match=r"step_wait\(\) without a step_async"):
+            env.step_wait()
+        with pytest.raises(ValueError, match=r"in \[0, 2\), got 0..5"):
+            env.step_async(np.array([0, 5]))
+        with pytest.raises(RuntimeError, match="without a step_async"):
+            env.step_wait()  # the rejected call started nothing
+        env.step_async(np.array([0, 1]))
+        for call in (lambda: env.step(np.array([0, 1])), lambda: env.step_async(np.array([0, 1])),
+                     env.reset):
+            with pytest.raises(RuntimeError, match=r"step_async\(\) is in flight"):
+                call()
+        obs, reward, terminated, truncated, info = env.step_wait()
+        assert obs.shape == (2, 4) and (reward == 1.0).all()
+        env.step_async(np.array([1, 0]))
+    # closing with a step in flight lets it finish; then the env refuses work
+    with pytest.raises(RuntimeError, match="closed"):
+        env.step_async(np.array([0, 1]))
 
 
 # -- render ----------------------------------------------------------------------------

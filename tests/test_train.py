@@ -106,6 +106,18 @@ def test_kill_and_resume_continues_where_the_checkpoint_left(tmp_path):
     assert (np.diff(steps) >= 0).all()
 
 
+def test_async_envs_train_like_sync_ones(tmp_path):
+    """Stepping the envs during the update changes no result: both orders update
+    from what was stored up to the previous step."""
+    results = [train(resolve("cartpole", **dict(TINY, total_steps=2_000, async_envs=use_async,
+                                                 run_dir=str(tmp_path / str(use_async)))))
+               for use_async in (False, True)]
+    assert results[0].steps == results[1].steps and results[0].episodes == results[1].episodes
+    assert results[0].mean_return == results[1].mean_return
+    episodes = [read_episodes(result.run_dir) for result in results]
+    np.testing.assert_array_equal(episodes[0]["episodic_return"], episodes[1]["episodic_return"])
+
+
 def test_resume_refuses_changed_settings(tmp_path):
     with pytest.raises(SystemExit):
         parse_args(["--resume", str(tmp_path), "--learning-rate", "1"])

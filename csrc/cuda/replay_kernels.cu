@@ -89,11 +89,26 @@ __global__ void sample_kernel(ReplayStorage s, const int64_t* random_bits, uint8
   const int64_t b = blockIdx.x;
   if (threadIdx.x == 0) {
     const int64_t total = valid_count(s.counters, s.num_envs);
-    picked = pick_transition(static_cast<uint64_t>(random_bits[b]), s.counters, s.num_envs,
-                             s.capacity, total);
+    picked = total > 0 ? pick_transition(static_cast<uint64_t>(random_bits[b]), s.counters,
+                                         s.num_envs, s.capacity, total)
+                       : SampledSlot{-1, -1};
   }
   __syncthreads();
   const int64_t k = s.frame_stack, fb = s.frame_bytes, F = s.frame_capacity;
+  if (picked.env < 0) {
+    // Empty buffer (a captured sample replayed too early): raising would need a host
+    // sync, so the row is defined instead, all zeros, rather than read out of bounds.
+    for (int64_t i = threadIdx.x; i < k * fb; i += blockDim.x) {
+      out_obs[b * k * fb + i] = 0;
+      out_next_obs[b * k * fb + i] = 0;
+    }
+    if (threadIdx.x == 0) {
+      out_action[b] = 0;
+      out_reward[b] = 0.0f;
+      out_terminated[b] = false;
+    }
+    return;
+  }
   const int64_t at = picked.env * s.capacity + picked.slot;
   const uint8_t* ring = s.frames + picked.env * F * fb;
   const int64_t newest = s.obs_pos[at];
