@@ -27,6 +27,9 @@ Groups:
                    buffer 10k, linear epsilon 1.0 -> 0.02 over 100k frames, one update per
                    step from step 100 on, hard target sync every 1000 steps. 300 steps: on
                    this CPU the convolutions dominate both, so no target, just the ratio.
+  train-pong-cuda  (GPU only) The same Pong settings with one update per 4 steps (the
+                   Nature paper's rate), 6,000 steps from step 1,000, both on CUDA; dqnfast
+                   with CUDA graphs and its GPU buffer, and "dqnfast-eager" with neither.
 
 What stays different, on purpose (it is what each side is): the tutorial clips gradients
 by value at 100 and soft-updates its target after every step, also before learning
@@ -132,7 +135,7 @@ def measure(benchmark, group, name, run, rounds, threads):
     benchmark.extra_info.update({k: (round(v, 2) if isinstance(v, float) else v)
                                  for k, v in result.items()})
     textbook = RESULTS[group].get("textbook")
-    if name == "dqnfast" and textbook is not None:
+    if name != "textbook" and textbook is not None:
         benchmark.extra_info["speedup_vs_textbook"] = round(
             result["steps_per_second"] / textbook["steps_per_second"], 2)
     return result
@@ -227,6 +230,54 @@ def test_train_pong_dqnfast(benchmark, torch_threads, tmp_path):
     measure(benchmark, "train-pong", "dqnfast", run, c["rounds"], torch_threads)
 
 
+# -- Pong on a GPU with the Nature paper's update rate -------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+# The chapter's Pong settings with one update per 4 steps (the Nature paper's rate).
+PONG_CUDA = dict(PONG, total_steps=6_000, learning_starts=1_000, train_frequency=4, rounds=2)
+
+
+@needs_cuda
+@pytest.mark.benchmark(group="train-pong-cuda")
+def test_train_pong_cuda_textbook(benchmark, torch_threads, tmp_path):
+    c = PONG_CUDA
+
+    def run(index):
+        run_dir = tmp_path / f"chapter-{index}"
+        run_dir.mkdir()
+        result = textbook_loops.chapter_pong(
+            c["total_steps"], replay_start_size=c["learning_starts"],
+            replay_size=c["buffer_size"], batch_size=c["batch_size"], gamma=c["gamma"],
+            learning_rate=c["learning_rate"], sync_target_frames=c["target_update_interval"],
+            epsilon_start=c["epsilon_start"], epsilon_final=c["epsilon_end"],
+            epsilon_decay_last_frame=c["epsilon_decay_steps"], mean_reward_bound=None,
+            run_dir=run_dir, seed=SEED, device="cuda", train_frequency=c["train_frequency"])
+        assert result.steps == c["total_steps"]
+        return result.steps, result.steps
+
+    measure(benchmark, "train-pong-cuda", "textbook", run, c["rounds"], torch_threads)
+
+
+@needs_cuda
+@pytest.mark.parametrize("variant", ["dqnfast", "dqnfast-eager"])
+@pytest.mark.benchmark(group="train-pong-cuda")
+def test_train_pong_cuda_dqnfast(benchmark, torch_threads, tmp_path, variant):
+    """dqnfast on the same settings: CUDA graphs and the GPU buffer, or neither."""
+    c = PONG_CUDA
+    graphs = variant == "dqnfast"
+    run = dqnfast_run(
+        tmp_path, "pong", c["total_steps"], env="Pong-v5", env_options=PONG_ENV_OPTIONS,
+        cuda=True, cuda_graph=graphs, replay_on_gpu=graphs,
+        learning_starts=c["learning_starts"], buffer_size=c["buffer_size"],
+        batch_size=c["batch_size"], optimizer="adam", learning_rate=c["learning_rate"],
+        adam_eps=1e-8, max_grad_norm=None, loss="mse", gamma=c["gamma"], dueling=False,
+        double_dqn=False, train_frequency=c["train_frequency"], gradient_steps=1, tau=1.0,
+        target_update_interval=c["target_update_interval"], epsilon_schedule="linear",
+        epsilon_start=c["epsilon_start"], epsilon_end=c["epsilon_end"],
+        epsilon_decay_steps=c["epsilon_decay_steps"])
+    measure(benchmark, "train-pong-cuda", variant, run, c["rounds"], torch_threads)
+
+
 # -- the table ---------------------------------------------------------------------------
 
 def _print_table(config):
@@ -241,15 +292,19 @@ def _print_table(config):
     write(f"{'group':<16}{'textbook':>12}{'dqnfast':>12}{'ratio':>8}"
           f"{'transitions/s ratio':>22}")
     for group, pair in RESULTS.items():
-        textbook, dqnfast = pair.get("textbook"), pair.get("dqnfast")
-        cells = [f"{r['steps_per_second']:12.1f}" if r else f"{'-':>12}"
-                 for r in (textbook, dqnfast)]
-        if textbook and dqnfast:
-            ratio = dqnfast["steps_per_second"] / textbook["steps_per_second"]
-            ratio_t = dqnfast["transitions_per_second"] / textbook["transitions_per_second"]
-            target = (f"  (target {CARTPOLE_TARGET_SPEEDUP:g}x: "
-                      f"{'met' if ratio >= CARTPOLE_TARGET_SPEEDUP else 'missed'})"
-                      if group == "train-cartpole" else "")
-            write(f"{group:<16}{cells[0]}{cells[1]}{ratio:7.2f}x{ratio_t:21.2f}x{target}")
-        else:
-            write(f"{group:<16}{cells[0]}{cells[1]}")
+        textbook = pair.get("textbook")
+        for name, result in pair.items():
+            if name == "textbook" and len(pair) > 1:
+                continue
+            label = f"{group} ({name})" if name not in ("dqnfast", "textbook") else group
+            cells = [f"{r['steps_per_second']:12.1f}" if r else f"{'-':>12}"
+                     for r in (textbook, result if name != "textbook" else None)]
+            if textbook and name != "textbook":
+                ratio = result["steps_per_second"] / textbook["steps_per_second"]
+                ratio_t = result["transitions_per_second"] / textbook["transitions_per_second"]
+                target = (f"  (target {CARTPOLE_TARGET_SPEEDUP:g}x: "
+                          f"{'met' if ratio >= CARTPOLE_TARGET_SPEEDUP else 'missed'})"
+                          if group == "train-cartpole" else "")
+                write(f"{label:<16}{cells[0]}{cells[1]}{ratio:7.2f}x{ratio_t:21.2f}x{target}")
+            else:
+                write(f"{label:<16}{cells[0]}{cells[1]}")

@@ -408,10 +408,11 @@ def chapter_pong(total_steps: int, *, replay_start_size: int = 10_000,
                  epsilon_start: float = 1.0, epsilon_final: float = 0.02,
                  epsilon_decay_last_frame: int = 100_000,
                  mean_reward_bound: Optional[float] = 19.5, run_dir=".", seed: int = 0,
-                 device: str = "cpu") -> LoopResult:
+                 device: str = "cpu", train_frequency: int = 1) -> LoopResult:
     """The chapter's training loop for ``total_steps`` frames (agent steps), or until the
     mean of the last 100 games passes ``mean_reward_bound``. The best model goes to
-    ``run_dir``."""
+    ``run_dir``. ``train_frequency`` (not in the chapter, which updates on every
+    step) updates only on every n-th step, for the Nature paper's setting of 4."""
     device = torch.device(device)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -444,6 +445,8 @@ def chapter_pong(total_steps: int, *, replay_start_size: int = 10_000,
             continue
         if frame_idx % sync_target_frames == 0:
             tgt_net.load_state_dict(net.state_dict())
+        if frame_idx % train_frequency != 0:
+            continue
 
         optimizer.zero_grad()
         batch = buffer.sample(batch_size)
