@@ -143,6 +143,9 @@ _ATARI_RAW_SIZE = (210, 160)  # the ALE screen, (height, width)
 
 # -- the interface ----------------------------------------------------------------------
 
+_SENT = object()  # the pending step of an env that sent it natively (envpool)
+
+
 class VectorEnv:
     """``num_envs`` environments stepped together (see the module docstring).
 
@@ -198,9 +201,11 @@ class VectorEnv:
         return self._step_checked(self._check_actions(actions))
 
     def _step_checked(self, actions: np.ndarray):
+        return self._book(*self._step(actions, self._resetting, self._new_game))
+
+    def _book(self, obs, raw_reward, terminated, truncated, game_over):
+        """The episode books of one step, and its returned tuple."""
         reset_step = self._resetting
-        obs, raw_reward, terminated, truncated, game_over = self._step(
-            actions, reset_step, self._new_game)
         raw_reward = np.asarray(raw_reward, np.float64)
         terminated = np.asarray(terminated, bool)
         truncated = np.asarray(truncated, bool)
@@ -222,12 +227,17 @@ class VectorEnv:
         return obs, reward, terminated, truncated, info
 
     def step_async(self, actions: ArrayLike) -> None:
-        """Starts ``step(actions)`` on a worker thread and returns at once; ``step_wait()``
-        returns its result. Meanwhile the caller can update its network: envpool and
-        ALE step in C++ threads and torch's ops release the GIL, so both run at once.
-        Bad actions raise here, before anything starts."""
+        """Starts ``step(actions)`` and returns at once; ``step_wait()`` returns its
+        result. Meanwhile the caller can update its network. envpool steps on its own
+        threads (its send/recv); other envs step on a worker thread (ALE steps in C++
+        and torch's ops release the GIL, so both run at once). Bad actions raise here,
+        before anything starts."""
         self._check_ready()
         actions = self._check_actions(actions)
+        if self._sends_async:
+            self._send(actions)
+            self._pending = _SENT
+            return
         if self._worker is None:
             self._worker = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix=f"dqnfast-{self.env_id}")
@@ -238,6 +248,8 @@ class VectorEnv:
         if self._pending is None:
             raise RuntimeError(f"{self.env_id}: step_wait() without a step_async() before it")
         pending, self._pending = self._pending, None
+        if pending is _SENT:
+            return self._book(*self._recv(self._resetting, self._new_game))
         return pending.result()
 
     def render(self) -> np.ndarray:
@@ -272,6 +284,15 @@ class VectorEnv:
         raise NotImplementedError
 
     def _step(self, actions: np.ndarray, reset_step: np.ndarray, new_game: np.ndarray):
+        raise NotImplementedError
+
+    # Envs with a native asynchronous step set _sends_async and split _step in two.
+    _sends_async = False
+
+    def _send(self, actions: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _recv(self, reset_step: np.ndarray, new_game: np.ndarray):
         raise NotImplementedError
 
     def _close(self) -> None:
@@ -435,6 +456,7 @@ class _EnvpoolAtari(VectorEnv):
             stack_num=opts["frame_stack"] if native else 1,
             use_inter_area_resize=True,
         )
+        self._env_ids = np.arange(num_envs, dtype=np.int32)
         self._stacks = None if native else _FrameStacks(
             num_envs, opts["frame_stack"], opts["img_size"], rgb="channels_first")
         super().__init__(env_id, num_envs, (opts["frame_stack"], *opts["img_size"]),
@@ -445,13 +467,24 @@ class _EnvpoolAtari(VectorEnv):
         obs, _ = self._env.reset()
         return obs if self._stacks is None else self._stacks.reset(obs)
 
+    _sends_async = True
+
     def _step(self, actions, reset_step, new_game):
-        obs, reward, terminated, truncated, info = self._env.step(actions)
+        self._send(actions)
+        return self._recv(reset_step, new_game)
+
+    def _send(self, actions):
+        self._env.send(actions, self._env_ids)
+
+    def _recv(self, reset_step, new_game):
+        obs, reward, terminated, truncated, info = self._env.recv()
+        order = np.argsort(info["env_id"])  # whichever env finished first comes first
+        obs, reward, terminated, truncated = (x[order] for x in (obs, reward, terminated, truncated))
         if self._stacks is not None:
             # envpool refills its stack only when a game starts, not after a lost life.
             obs = self._stacks.push(obs, new_game)
         # info["reward"] is the unclipped reward too; info["terminated"] is game over.
-        return obs, reward, terminated, truncated, info["terminated"].astype(bool)
+        return obs, reward, terminated, truncated, info["terminated"][order].astype(bool)
 
     def _render(self) -> np.ndarray:
         return _rgb_of_env_0(self._stacks, self.env_id)
