@@ -139,7 +139,7 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
         epsilon = epsilon_at(cfg, step)
         actions = select_actions(q_network, obs, epsilon, env.num_actions, device, rng)
         if cfg.async_envs:
-            env.step_async(actions)  # the envs step on a worker thread during the update
+            env.step_async(actions)  # the envs step while the network updates
         else:
             stepped = env.step(actions)
         # The update samples what was stored up to the previous step.
