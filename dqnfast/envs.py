@@ -177,7 +177,7 @@ class VectorEnv:
         self._new_game = np.zeros(num_envs, bool)
         self._closed = False
         self._worker: Optional[concurrent.futures.ThreadPoolExecutor] = None  # step_async's
-        self._pending: Optional[concurrent.futures.Future] = None
+        self._pending = None  # the step started by step_async: a Future, or _SENT
 
     def reset(self) -> np.ndarray:
         """Resets every environment; returns the first observations."""
@@ -245,6 +245,7 @@ class VectorEnv:
 
     def step_wait(self):
         """The result of the step started by ``step_async`` (see ``step``)."""
+        self._check_open()
         if self._pending is None:
             raise RuntimeError(f"{self.env_id}: step_wait() without a step_async() before it")
         pending, self._pending = self._pending, None
@@ -263,7 +264,7 @@ class VectorEnv:
         if not self._closed:
             if self._worker is not None:
                 self._worker.shutdown(wait=True)  # lets a step in flight finish first
-                self._pending = None
+            self._worker = self._pending = None
             self._closed = True
             self._close()
 

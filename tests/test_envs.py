@@ -424,8 +424,9 @@ def test_step_async_order_is_checked():
         assert obs.shape == (2, 4) and (reward == 1.0).all()
         env.step_async(np.array([1, 0]))
     # closing with a step in flight lets it finish; then the env refuses work
-    with pytest.raises(RuntimeError, match="closed"):
-        env.step_async(np.array([0, 1]))
+    for call in (lambda: env.step_async(np.array([0, 1])), env.step_wait):
+        with pytest.raises(RuntimeError, match="closed"):
+            call()
 
 
 # -- render ----------------------------------------------------------------------------
