@@ -1,19 +1,12 @@
 // CUDA implementations of the preprocessing ops (kernels in
 // preprocess_kernels.cu). Built only with a CUDA build of torch.
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
+#include "binding.h"
 
 #include "../preprocess_checks.h"
 #include "../preprocess_layout.h"
-#include "kernels.h"
 
 namespace dqnfast {
 namespace {
-
-void check_launch(cudaError_t status, const char* what) {
-  TORCH_CHECK(status == cudaSuccess, what, " failed: ", cudaGetErrorString(status));
-}
 
 template <typename T>
 at::Tensor on_device(const std::vector<T>& values, at::ScalarType dtype, const at::Device& device) {

@@ -1,19 +1,12 @@
 // CUDA implementations of the replay ops: checks (shared with the CPU code),
 // then the kernels of replay_kernels.cu on PyTorch's current stream. Built only
 // with a CUDA build of torch.
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
+#include "binding.h"
 
 #include "../replay_checks.h"
-#include "kernels.h"
 
 namespace dqnfast {
 namespace {
-
-void check_launch(cudaError_t status, const char* what) {
-  TORCH_CHECK(status == cudaSuccess, what, " failed: ", cudaGetErrorString(status));
-}
 
 cuda::ReplayStorage storage_of(const at::Tensor& frames, const at::Tensor& obs_pos,
                                const at::Tensor& action, const at::Tensor& reward,
