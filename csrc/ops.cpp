@@ -37,7 +37,9 @@ TORCH_LIBRARY(dqnfast, m) {
   m.def(
       "preprocess_frames(Tensor frames, Tensor? prev_frames, int[] crop, int[] resize, "
       "int[] window, bool channels_first, Tensor(a!) out) -> ()");
-  // Pushes frames (N, H, W) into stacks (N, k, H, W) in place (oldest frame
-  // dropped); where `reset` is true, the stack becomes k copies of the frame.
-  m.def("push_frames(Tensor(a!) stacks, Tensor frames, Tensor? reset) -> ()");
+  // Writes to `out` the stacks (N, k, H, W) with frames (N, H, W) pushed in
+  // (oldest frame dropped); where `reset` is true, k copies of the frame. `out`
+  // has the shape of `stacks` and shares no memory with it: the stacks already
+  // handed out stay as they were, and no copy of them is made first.
+  m.def("push_frames(Tensor stacks, Tensor frames, Tensor? reset, Tensor(a!) out) -> ()");
 }

@@ -2,6 +2,7 @@
 // preprocessing ops; user mistakes raise ValueError / TypeError.
 #pragma once
 
+#include <ATen/MemoryOverlap.h>
 #include <torch/types.h>
 
 #include "replay_checks.h"  // dtype_name
@@ -70,7 +71,7 @@ inline PreprocessGeometry check_preprocess(const at::Tensor& frames,
 }
 
 inline void check_push_frames(const at::Tensor& stacks, const at::Tensor& frames,
-                              const std::optional<at::Tensor>& reset) {
+                              const std::optional<at::Tensor>& reset, const at::Tensor& out) {
   TORCH_CHECK_TYPE(stacks.scalar_type() == frames.scalar_type(), "expected frames of ",
                    dtype_name(stacks.scalar_type()), " (as stacks), got ",
                    dtype_name(frames.scalar_type()));
@@ -90,6 +91,14 @@ inline void check_push_frames(const at::Tensor& stacks, const at::Tensor& frames
                       "expected reset of shape [", stacks.size(0), "] on ", stacks.device(),
                       ", got ", reset->sizes(), " on ", reset->device());
   }
+  TORCH_CHECK_VALUE(out.scalar_type() == stacks.scalar_type() && out.sizes() == stacks.sizes() &&
+                        out.device() == stacks.device() && out.is_contiguous(),
+                    "expected a contiguous out of ", dtype_name(stacks.scalar_type()), " ",
+                    stacks.sizes(), " on ", stacks.device(), " (as stacks), got ",
+                    dtype_name(out.scalar_type()), " ", out.sizes(), " on ", out.device());
+  TORCH_CHECK_VALUE(at::get_overlap_status(out, stacks) == at::MemOverlapStatus::No,
+                    "expected out to share no memory with stacks: push_frames writes new stacks "
+                    "and leaves the old ones as they were");
 }
 
 }  // namespace dqnfast

@@ -402,9 +402,8 @@ def _make_atari(env_id: str, num_envs: int, seed: int, options: dict) -> VectorE
 class _FrameStacks:
     """Frame stacks kept by dqnfast: one new frame per env and step in, a fresh
     (num_envs, k, H, W) uint8 stack out, k copies of the frame where a game starts.
-    Each step copies the previous stacks and pushes into the copy, so arrays already
-    handed out never change (numpy copies: one thread, where a torch clone of this
-    size may wake all of torch's threads). ``rgb`` ("channels_first" or
+    Each step writes new stacks from the previous ones (``push_frames`` is out of
+    place), so arrays already handed out never change, without copying them first. ``rgb`` ("channels_first" or
     "channels_last") turns max-pooled RGB frames into gray ``img_size`` ones first
     (the "dqnfast" mode); ``rgb=None`` takes gray frames as they are."""
 
@@ -426,8 +425,7 @@ class _FrameStacks:
             self.last_rgb = frames
             frames = preprocess_frames(frames, out_size=self.img_size,
                                        channels_first=self.rgb == "channels_first")
-        self.stacks = push_frames(torch.from_numpy(self.stacks.numpy().copy()), frames,
-                                  torch.from_numpy(new_game))
+        self.stacks = push_frames(self.stacks, frames, torch.from_numpy(new_game))
         return self.stacks.numpy()
 
 
@@ -751,8 +749,8 @@ class _CartPolePixels(_GymVectorEnv):
             crop = self.cart_window(frame.shape[0], frame.shape[1], float(x))
             preprocess_frames(frame[None], crop=crop, out_size=self._img_size,
                               out=self._gray[i:i + 1])
-        self._stacks = push_frames(torch.from_numpy(self._stacks.numpy().copy()),
-                                   self._gray, torch.from_numpy(np.asarray(new_episode, bool)))
+        self._stacks = push_frames(self._stacks, self._gray,
+                                   torch.from_numpy(np.asarray(new_episode, bool)))
         return self._stacks.numpy()
 
     def cart_window(self, height: int, width: int, x: float) -> Tuple[int, int, int, int]:

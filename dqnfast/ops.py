@@ -49,5 +49,5 @@ def _preprocess_frames_fake(frames, prev_frames, crop, resize, window, channels_
 
 
 @torch.library.register_fake("dqnfast::push_frames")
-def _push_frames_fake(stacks, frames, reset):
+def _push_frames_fake(stacks, frames, reset, out):
     return None

@@ -56,14 +56,19 @@ def preprocess_frames(frames: Frames, prev_frames: Optional[Frames] = None, *,
 
 
 def push_frames(stacks: torch.Tensor, frames: Frames,
-                reset: Optional[Union[np.ndarray, torch.Tensor]] = None) -> torch.Tensor:
-    """Pushes one new frame per env into ``stacks`` (N, k, ...) in place, dropping the
-    oldest; envs where ``reset`` is true get k copies of their new frame. Returns stacks."""
+                reset: Optional[Union[np.ndarray, torch.Tensor]] = None, *,
+                out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """New stacks: ``stacks`` (N, k, ...) with one new frame per env pushed in, the
+    oldest dropped; envs where ``reset`` is true get k copies of their new frame.
+    ``stacks`` is left as it was, so stacks handed out earlier never change; the result
+    goes to ``out`` (same shape, no memory shared with ``stacks``), new if not given."""
     frames = _as_tensor(frames, "frames").to(stacks.device)
     if reset is not None:
         reset = _as_tensor(reset, "reset").to(stacks.device)
-    torch.ops.dqnfast.push_frames(stacks, frames, reset)
-    return stacks
+    if out is None:
+        out = torch.empty_like(stacks, memory_format=torch.contiguous_format)
+    torch.ops.dqnfast.push_frames(stacks, frames, reset, out)
+    return out
 
 
 def _as_tensor(value: Frames, name: str) -> torch.Tensor:

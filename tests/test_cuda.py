@@ -44,8 +44,8 @@ def test_push_frames_matches_cpu():
     for step in range(20):
         frames = torch.from_numpy(rng.integers(0, 256, (6, 84, 84), dtype=np.uint8))
         reset = torch.from_numpy(rng.random(6) < 0.3) if step % 2 else None
-        dqnfast.push_frames(cpu, frames, reset)
-        dqnfast.push_frames(gpu, frames.cuda(), None if reset is None else reset.cuda())
+        cpu = dqnfast.push_frames(cpu, frames, reset)
+        gpu = dqnfast.push_frames(gpu, frames.cuda(), None if reset is None else reset.cuda())
         assert torch.equal(gpu.cpu(), cpu)
 
 
@@ -126,7 +126,8 @@ def test_opcheck_cuda_ops():
                           (frames, prev, [0, 0, 210, 160], [84, 84], [0, 0, 84, 84], False, out))
     stacks = torch.zeros((2, 4, 84, 84), dtype=torch.uint8, device="cuda")
     torch.library.opcheck(torch.ops.dqnfast.push_frames.default,
-                          (stacks, out, torch.tensor([True, False], device="cuda")))
+                          (stacks, out, torch.tensor([True, False], device="cuda"),
+                           torch.empty_like(stacks)))
     rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, storage_device="cuda",
                               device="cuda", seed=0)
     streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8)

@@ -120,7 +120,7 @@ def test_out_is_written_in_place_and_threads_agree():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(out, single)
-    dqnfast.push_frames(stacks, out)
+    stacks = dqnfast.push_frames(stacks, out)
     assert torch.equal(stacks[:, -1], out)
 
 
@@ -163,9 +163,12 @@ def test_push_frames_matches_numpy_stack_across_resets(dtype):
     for step in range(30):
         frames = rng.integers(0, 255, (5, 6, 7)).astype(dtype)
         reset = rng.random(5) < 0.2 if step % 3 else None
-        dqnfast.push_frames(stacks, frames, reset)
+        before = stacks.clone()
+        pushed = dqnfast.push_frames(stacks, frames, reset)
         expected = naive_push(expected, frames, reset)
-        np.testing.assert_array_equal(stacks.numpy(), expected)
+        np.testing.assert_array_equal(pushed.numpy(), expected)
+        assert torch.equal(stacks, before)  # the old stacks are left as they were
+        stacks = pushed
 
 
 @pytest.mark.parametrize("call,error,message", [
@@ -173,6 +176,8 @@ def test_push_frames_matches_numpy_stack_across_resets(dtype):
     (lambda s: dqnfast.push_frames(s, np.zeros((3, 6, 7), np.float32)), TypeError, "expected frames of torch.uint8"),
     (lambda s: dqnfast.push_frames(s, np.zeros((3, 6, 7), np.uint8), np.array([1, 0, 0])), TypeError, "expected torch.bool reset"),
     (lambda s: dqnfast.push_frames(s, np.zeros((3, 6, 7), np.uint8), np.array([True])), ValueError, r"expected reset of shape \[3\]"),
+    (lambda s: dqnfast.push_frames(s, np.zeros((3, 6, 7), np.uint8), out=s), ValueError, "expected out to share no memory with stacks"),
+    (lambda s: dqnfast.push_frames(s, np.zeros((3, 6, 7), np.uint8), out=s[:, :, :, :3].contiguous()), ValueError, r"expected a contiguous out of torch.uint8 \[3, 4, 6, 7\]"),
 ])
 def test_bad_push_frames_input_changes_nothing(call, error, message):
     stacks = torch.arange(3 * 4 * 6 * 7, dtype=torch.int64).remainder(251).to(torch.uint8).reshape(3, 4, 6, 7)
@@ -193,5 +198,7 @@ def test_opcheck_preprocessing_ops():
     torch.library.opcheck(torch.ops.dqnfast.preprocess_frames.default,
                           (planar, None, [0, 0, 210, 160], [84, 84], [0, 0, 84, 84], True, out))
     stacks = torch.zeros((2, 4, 84, 84), dtype=torch.uint8)
-    torch.library.opcheck(torch.ops.dqnfast.push_frames.default, (stacks, out, torch.tensor([True, False])))
-    torch.library.opcheck(torch.ops.dqnfast.push_frames.default, (stacks, out, None))
+    pushed = torch.empty_like(stacks)
+    torch.library.opcheck(torch.ops.dqnfast.push_frames.default,
+                          (stacks, out, torch.tensor([True, False]), pushed))
+    torch.library.opcheck(torch.ops.dqnfast.push_frames.default, (stacks, out, None, pushed))

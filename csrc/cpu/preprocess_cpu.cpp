@@ -205,14 +205,15 @@ void preprocess_frames_cpu(const at::Tensor& frames_in,
   });
 }
 
-void push_frames_cpu(at::Tensor stacks, const at::Tensor& frames_in,
-                     const std::optional<at::Tensor>& reset_in) {
-  check_push_frames(stacks, frames_in, reset_in);
+void push_frames_cpu(const at::Tensor& stacks, const at::Tensor& frames_in,
+                     const std::optional<at::Tensor>& reset_in, at::Tensor out) {
+  check_push_frames(stacks, frames_in, reset_in, out);
   const at::Tensor frames = frames_in.contiguous();
   const at::Tensor reset = reset_in.has_value() ? reset_in->contiguous() : at::Tensor();
   const int64_t k = stacks.size(1);
   const int64_t fb = frames.numel() / std::max<int64_t>(frames.size(0), 1) * frames.element_size();
-  uint8_t* dst = static_cast<uint8_t*>(stacks.data_ptr());
+  const uint8_t* old = static_cast<const uint8_t*>(stacks.data_ptr());
+  uint8_t* dst = static_cast<uint8_t*>(out.data_ptr());
   const uint8_t* src = static_cast<const uint8_t*>(frames.data_ptr());
   const bool* resets = reset.defined() ? reset.data_ptr<bool>() : nullptr;
   const int64_t grain = std::max<int64_t>(1, kBytesPerThread / std::max<int64_t>(k * fb, 1));
@@ -223,7 +224,7 @@ void push_frames_cpu(at::Tensor stacks, const at::Tensor& frames_in,
       if (resets != nullptr && resets[n]) {
         for (int64_t i = 0; i < k; ++i) std::memcpy(stack + i * fb, frame, fb);
       } else {
-        std::memmove(stack, stack + fb, (k - 1) * fb);
+        std::memcpy(stack, old + n * k * fb + fb, (k - 1) * fb);
         std::memcpy(stack + (k - 1) * fb, frame, fb);
       }
     }

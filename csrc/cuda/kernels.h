@@ -59,8 +59,10 @@ struct PreprocessPlan {
 cudaError_t preprocess_frames(const PreprocessPlan& plan, const uint8_t* frames,
                               const uint8_t* prev_frames, uint8_t* out, cudaStream_t stream);
 
-cudaError_t push_frames(uint8_t* stacks, const uint8_t* frames, const bool* reset, int64_t n,
-                        int64_t frame_stack, int64_t frame_bytes, cudaStream_t stream);
+// `out` (N, k, frame) = `stacks` with `frames` pushed in; never the same memory.
+cudaError_t push_frames(const uint8_t* stacks, const uint8_t* frames, const bool* reset,
+                        uint8_t* out, int64_t n, int64_t frame_stack, int64_t frame_bytes,
+                        cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace dqnfast

@@ -46,18 +46,19 @@ void preprocess_frames_cuda(const at::Tensor& frames_in,
                "preprocess_frames");
 }
 
-void push_frames_cuda(at::Tensor stacks, const at::Tensor& frames_in,
-                      const std::optional<at::Tensor>& reset_in) {
-  check_push_frames(stacks, frames_in, reset_in);
+void push_frames_cuda(const at::Tensor& stacks, const at::Tensor& frames_in,
+                      const std::optional<at::Tensor>& reset_in, at::Tensor out) {
+  check_push_frames(stacks, frames_in, reset_in, out);
   const c10::cuda::CUDAGuard guard(stacks.device());
   const at::Tensor frames = frames_in.contiguous();
   const at::Tensor reset = reset_in.has_value() ? reset_in->contiguous() : at::Tensor();
   const int64_t n = stacks.size(0);
   const int64_t frame_bytes = n == 0 ? 0 : frames.numel() / n * frames.element_size();
-  check_launch(cuda::push_frames(static_cast<uint8_t*>(stacks.data_ptr()),
+  check_launch(cuda::push_frames(static_cast<const uint8_t*>(stacks.data_ptr()),
                                  static_cast<const uint8_t*>(frames.data_ptr()),
-                                 reset.defined() ? reset.data_ptr<bool>() : nullptr, n,
-                                 stacks.size(1), frame_bytes, at::cuda::getCurrentCUDAStream()),
+                                 reset.defined() ? reset.data_ptr<bool>() : nullptr,
+                                 static_cast<uint8_t*>(out.data_ptr()), n, stacks.size(1),
+                                 frame_bytes, at::cuda::getCurrentCUDAStream()),
                "push_frames");
 }
 

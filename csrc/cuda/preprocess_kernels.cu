@@ -51,18 +51,20 @@ __global__ void preprocess_kernel(PreprocessPlan p, const uint8_t* frames, const
   out[pixel] = static_cast<uint8_t>(min(__float2int_rn(sum), 255));
 }
 
-__global__ void push_frames_kernel(uint8_t* stacks, const uint8_t* frames, const bool* reset,
-                                   int64_t n, int64_t k, int64_t frame_bytes) {
+__global__ void push_frames_kernel(const uint8_t* stacks, const uint8_t* frames,
+                                   const bool* reset, uint8_t* out, int64_t n, int64_t k,
+                                   int64_t frame_bytes) {
   const int64_t index = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (index >= n * frame_bytes) return;
   const int64_t env = index / frame_bytes, byte = index % frame_bytes;
-  uint8_t* stack = stacks + env * k * frame_bytes + byte;
+  const uint8_t* old = stacks + env * k * frame_bytes + byte;
+  uint8_t* stack = out + env * k * frame_bytes + byte;
   const uint8_t value = frames[index];
-  // Each thread owns one byte offset in all k frames of its stack: no races.
+  // Each thread owns one byte offset in all k frames of its stack.
   if (reset != nullptr && reset[env]) {
     for (int64_t j = 0; j < k; ++j) stack[j * frame_bytes] = value;
   } else {
-    for (int64_t j = 0; j + 1 < k; ++j) stack[j * frame_bytes] = stack[(j + 1) * frame_bytes];
+    for (int64_t j = 0; j + 1 < k; ++j) stack[j * frame_bytes] = old[(j + 1) * frame_bytes];
     stack[(k - 1) * frame_bytes] = value;
   }
 }
@@ -81,11 +83,12 @@ cudaError_t preprocess_frames(const PreprocessPlan& plan, const uint8_t* frames,
   return cudaGetLastError();
 }
 
-cudaError_t push_frames(uint8_t* stacks, const uint8_t* frames, const bool* reset, int64_t n,
-                        int64_t frame_stack, int64_t frame_bytes, cudaStream_t stream) {
+cudaError_t push_frames(const uint8_t* stacks, const uint8_t* frames, const bool* reset,
+                        uint8_t* out, int64_t n, int64_t frame_stack, int64_t frame_bytes,
+                        cudaStream_t stream) {
   if (n * frame_bytes == 0) return cudaSuccess;
   push_frames_kernel<<<blocks_for(n * frame_bytes), kThreads, 0, stream>>>(
-      stacks, frames, reset, n, frame_stack, frame_bytes);
+      stacks, frames, reset, out, n, frame_stack, frame_bytes);
   return cudaGetLastError();
 }
 
