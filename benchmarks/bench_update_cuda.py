@@ -21,7 +21,6 @@ and ``DQNFAST_PEAK_GBPS`` (default: H100 SXM, 67 TFLOP/s FP32, 3,350 GB/s).
 import copy
 import os
 
-import numpy as np
 import pytest
 import torch
 
@@ -33,6 +32,8 @@ from dqnfast.update import GraphedUpdate, Update
 if not torch.cuda.is_available() or not dqnfast.replay_buffer._has_cuda_kernels():
     pytest.skip("needs a GPU and dqnfast's CUDA kernels", allow_module_level=True)
 
+from bench_cuda_ops import filled_buffer  # noqa: E402
+
 UPDATES_PER_ROUND = 200
 BATCH_SIZE = 32
 PEAK_TFLOPS = float(os.environ.get("DQNFAST_PEAK_TFLOPS", "67"))
@@ -43,21 +44,6 @@ VARIANTS = {
     "graph-host-buffer": (GraphedUpdate, "cpu"),
     "graph-gpu-buffer": (GraphedUpdate, "cuda"),
 }
-
-
-def filled_buffer(storage_device, transitions=50_000, num_envs=8):
-    """Random 84x84 frames in episodes of 500 steps."""
-    replay = dqnfast.ReplayBuffer(transitions, (4, 84, 84), num_envs=num_envs, frame_stack=4,
-                                  device="cuda", storage_device=storage_device, seed=0)
-    rng = np.random.default_rng(0)
-    stacks = torch.from_numpy(rng.integers(0, 256, (num_envs, 5, 84, 84), dtype=np.uint8))
-    for step in range(transitions // num_envs):
-        frames = torch.from_numpy(rng.integers(0, 256, (num_envs, 1, 84, 84), dtype=np.uint8))
-        stacks = torch.cat([stacks[:, 1:], frames], dim=1)
-        ends = np.full(num_envs, step % 500 == 499)
-        replay.add(stacks[:, :4], np.zeros(num_envs, np.int64), np.ones(num_envs, np.float32),
-                   stacks[:, 1:], ends, np.zeros(num_envs, bool))
-    return replay
 
 
 def floor_us(q_network, target_network, optimizer, replay):
@@ -77,7 +63,7 @@ def floor_us(q_network, target_network, optimizer, replay):
 
 @pytest.fixture(scope="module")
 def buffers():
-    return {device: filled_buffer(device) for device in ("cpu", "cuda")}
+    return {device: filled_buffer(device, 50_000) for device in ("cpu", "cuda")}
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

@@ -196,15 +196,12 @@ class ReplayBuffer:
             staging, out, copied = self._output_tensors(batch_size)
             if copied is not None:
                 copied.synchronize()  # the last copy out of `staging` must be done
-            random_bits = torch.randint(0, 2**62, (batch_size,), generator=self._generator,
-                                        device=self.storage_device)
-            ops.replay_sample(self._storage, random_bits, self.frame_stack, staging)
+            self._draw_into(staging)
             if copied is not None:
                 for name, tensor in out.items():
                     tensor.copy_(staging[name], non_blocking=True)
                 copied.record()
-        return Batch(obs=out["obs"], action=out["action"], reward=out["reward"],
-                     next_obs=out["next_obs"], terminated=out["terminated"])
+        return Batch(**out)
 
     @property
     def generator(self) -> torch.Generator:
@@ -226,11 +223,14 @@ class ReplayBuffer:
                              f"storage_device={self.storage_device}, device={self.device}")
         with self._lock:
             out, _, _ = self._output_tensors(batch_size)
-            random_bits = torch.randint(0, 2**62, (batch_size,), generator=self._generator,
-                                        device=self.storage_device)
-            ops.replay_sample(self._storage, random_bits, self.frame_stack, out)
-        return Batch(obs=out["obs"], action=out["action"], reward=out["reward"],
-                     next_obs=out["next_obs"], terminated=out["terminated"])
+            self._draw_into(out)
+        return Batch(**out)
+
+    def _draw_into(self, staging: dict) -> None:
+        """Draws len(staging["action"]) transitions into the tensors ``staging``."""
+        random_bits = torch.randint(0, 2**62, staging["action"].shape, generator=self._generator,
+                                    device=self.storage_device)
+        ops.replay_sample(self._storage, random_bits, self.frame_stack, staging)
 
     def _output_tensors(self, batch_size: int):
         """(tensors the op writes, tensors returned, CUDA event of the copy between or None)."""

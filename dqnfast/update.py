@@ -34,8 +34,8 @@ class Update:
         self.optimizer, self.replay = optimizer, replay
         self.batch_size, self.gamma, self.loss, self.double_dqn = batch_size, gamma, loss, double_dqn
         self.max_grad_norm, self.tau = max_grad_norm, tau
-        self._online = [p for p in q_network.parameters()]
-        self._target = [p for p in target_network.parameters()]
+        self._online = list(q_network.parameters())
+        self._target = list(target_network.parameters())
         if [p.shape for p in self._online] != [p.shape for p in self._target]:
             raise ValueError("target_network must have the parameters of q_network")
 
