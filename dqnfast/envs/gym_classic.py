@@ -1,7 +1,7 @@
-"""The classic gymnasium environments, each with a setup of its own:
+"""The classic gymnasium environments named here, each with a preset in ``dqnfast.config``:
 
 ========================  ================================================================
-``"CartPole-v1"``         float32 (4,) state.
+``"CartPole-v1"``         float32 (4,) state (the setup of ``gym_generic``).
 ``"FrozenLake-v1"``       one-hot float32 (16,) state (64 with ``map_name="8x8"``),
                           slippery by default.
 ``"CartPole-pixels"``     CartPole as the pixel tutorials see it: the rendered 600x400
@@ -19,22 +19,13 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from dqnfast.envs.gym_generic import _GymVectorState
 from dqnfast.envs.gym_vector import _GymVectorEnv, _render_mode, _time_limit
 from dqnfast.envs.options import (_check_bool, _check_int, _check_size, _importable,
                                   _with_defaults)
 from dqnfast.preprocess import preprocess_frames, push_frames
 
 CLASSIC_ENV_IDS = ("CartPole-v1", "FrozenLake-v1", "CartPole-pixels")
-
-
-class _CartPole(_GymVectorEnv):
-    def __init__(self, env_id, num_envs, seed, options):
-        opts = _with_defaults(env_id, options, {"max_episode_steps": None, "render": False})
-        super().__init__(env_id, "CartPole-v1", num_envs, seed, (4,), torch.float32,
-                         **_render_mode(opts), **_time_limit(opts))
-
-    def _observe(self, obs, new_episode):
-        return obs.astype(np.float32, copy=False)
 
 
 class _FrozenLake(_GymVectorEnv):
@@ -108,7 +99,7 @@ class _CartPolePixels(_GymVectorEnv):
 
 
 _CLASSIC_MAKERS = {
-    "CartPole-v1": _CartPole,
+    "CartPole-v1": _GymVectorState,  # a plain vector state: the generic setup serves it
     "FrozenLake-v1": _FrozenLake,
     "CartPole-pixels": _CartPolePixels,
 }
