@@ -97,6 +97,9 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
         raise RuntimeError("--cuda was given, but torch sees no CUDA GPU "
                            f"(torch {torch.__version__}, CUDA {torch.version.cuda})")
     device = torch.device("cuda" if cfg.cuda else "cpu")
+    # First the env: one that DQN cannot run (continuous actions, say) stops here,
+    # before a run folder is made.
+    env = envs.make(cfg.env, num_envs=cfg.num_envs, seed=cfg.seed, **cfg.env_options)
     run_dir = Path(resume_dir or cfg.run_dir or Path("runs") / (
         f"{cfg.env}__{cfg.preset}__{cfg.seed}__{datetime.now():%Y%m%d-%H%M%S}"))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +112,6 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
-    env = envs.make(cfg.env, num_envs=cfg.num_envs, seed=cfg.seed, **cfg.env_options)
     q_network = make_q_network(env.obs_shape, env.obs_dtype, env.num_actions,
                                dueling=cfg.dueling, hidden=cfg.hidden).to(device)
     target_network = copy.deepcopy(q_network).requires_grad_(False)
