@@ -5,6 +5,7 @@ the transitions in the compiled replay buffer, update the Q-network on sampled
 batches, sync the target network, log, checkpoint. Settings: ``dqnfast.config``.
 """
 import copy
+import importlib.util
 import math
 import random
 import sys
@@ -26,6 +27,8 @@ from dqnfast.replay_buffer import ReplayBuffer
 from dqnfast.run_log import RunLog, truncate_to_step
 from dqnfast.update import GraphedUpdate, Update
 
+# What the loop imports beyond dqnfast's own dependencies: the `train` extra installs them.
+TRAIN_EXTRA_MODULES = ("gymnasium", "tqdm")
 LOG_INTERVAL_UPDATES = 100  # reading the loss back syncs the GPU: not every update
 RETURN_WINDOW = 100  # episodes in the mean that decides "solved" and the best model
 
@@ -219,7 +222,16 @@ def _progress_bar(cfg: Config, step: int):
                 file=sys.stderr)
 
 
+def require_train_extra() -> None:
+    missing = [m for m in TRAIN_EXTRA_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SystemExit(f"python -m dqnfast.train needs the 'train' extra (missing: "
+                         f"{', '.join(missing)}): pip install --no-build-isolation -e '.[train]' "
+                         "in the dqnfast source tree (or: make setup)")
+
+
 def main(argv=None) -> None:
+    require_train_extra()
     cfg, resume_dir = parse_args(argv)
     train(cfg, resume_dir)
 

@@ -139,3 +139,15 @@ def test_cuda_flag_without_gpu_is_a_clear_error(tmp_path):
         pytest.skip("a GPU is visible")
     with pytest.raises(RuntimeError, match="--cuda was given, but torch sees no CUDA GPU"):
         train(resolve("cartpole", cuda=True, run_dir=str(tmp_path / "run"), progress=False))
+
+
+def test_train_without_its_extra_names_the_extra(monkeypatch):
+    import importlib.util
+
+    import dqnfast.train as train_module
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tqdm" else find_spec(name, *a))
+    with pytest.raises(SystemExit, match=r"needs the 'train' extra \(missing: tqdm\): "
+                                         r"pip install --no-build-isolation -e '\.\[train\]'"):
+        train_module.main(["--env", "CartPole-v1"])
