@@ -1,8 +1,10 @@
 """Typed Python wrappers of the compiled ops, and their fake (meta) kernels.
 
 The fakes let the ops run under ``torch.compile`` and inside CUDA-graph capture:
-both ops only write into tensors they are given, so their fakes return nothing.
+the ops only write into tensors they are given, so their fakes return nothing.
 """
+from typing import Optional
+
 import torch
 
 from dqnfast import _C  # noqa: F401  (registers torch.ops.dqnfast)
@@ -10,36 +12,59 @@ from dqnfast import _C  # noqa: F401  (registers torch.ops.dqnfast)
 
 def replay_add(storage: dict, obs: torch.Tensor, next_obs: torch.Tensor, action: torch.Tensor,
                reward: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
-               env_ids: torch.Tensor, frame_stack: int) -> None:
+               env_ids: torch.Tensor, priority: Optional[torch.Tensor], frame_stack: int,
+               n_step: int, alpha: float, priority_eps: float) -> None:
     """Appends row i of the inputs to environment ``env_ids[i]`` of the replay
-    storage (in place)."""
+    storage (in place); a prioritized storage gives the new transitions
+    ``priority`` (raw, one per row) or, if None, the largest priority so far."""
     torch.ops.dqnfast.replay_add(
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
         storage["terminated"], storage["truncated"], storage["counters"],
-        obs, next_obs, action, reward, terminated, truncated, env_ids, frame_stack)
+        storage.get("priority"), storage.get("sum_tree"), storage.get("min_tree"),
+        storage.get("max_priority"), obs, next_obs, action, reward, terminated, truncated,
+        env_ids, priority, frame_stack, n_step, alpha, priority_eps)
 
 
-def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int,
-                  out: dict) -> None:
-    """Writes the transitions picked by ``random_bits`` (one non-negative int64
-    each) into the preallocated tensors of ``out``."""
+def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int, n_step: int,
+                  gamma: float, beta: float, out: dict) -> None:
+    """Writes the n-step transitions picked by ``random_bits`` (one non-negative int64
+    each) into the preallocated tensors of ``out``: by priority if the storage has
+    trees, else uniformly."""
     torch.ops.dqnfast.replay_sample(
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
-        storage["terminated"], storage["counters"], random_bits, frame_stack,
-        out["obs"], out["next_obs"], out["action"], out["reward"], out["terminated"])
+        storage["terminated"], storage["truncated"], storage["counters"],
+        storage.get("sum_tree"), storage.get("min_tree"), random_bits, frame_stack, n_step,
+        gamma, beta, out["obs"], out["next_obs"], out["action"], out["reward"],
+        out["terminated"], out["discount"], out["index"], out["weight"])
+
+
+def replay_update_priorities(storage: dict, index: torch.Tensor, priority: torch.Tensor,
+                             n_step: int, alpha: float, priority_eps: float) -> None:
+    """Sets the priorities of the transitions ``index`` names (as sample gave it)."""
+    torch.ops.dqnfast.replay_update_priorities(
+        storage["priority"], storage["sum_tree"], storage["min_tree"], storage["max_priority"],
+        storage["counters"], index, priority, n_step, alpha, priority_eps)
 
 
 @torch.library.register_fake("dqnfast::replay_add")
 def _replay_add_fake(frames, obs_pos, action, reward, terminated, truncated, counters,
-                     obs, next_obs, new_action, new_reward, new_terminated, new_truncated,
-                     env_ids, frame_stack):
+                     priority, sum_tree, min_tree, max_priority, obs, next_obs, new_action,
+                     new_reward, new_terminated, new_truncated, env_ids, new_priority,
+                     frame_stack, n_step, alpha, priority_eps):
     return None
 
 
 @torch.library.register_fake("dqnfast::replay_sample")
-def _replay_sample_fake(frames, obs_pos, action, reward, terminated, counters, random_bits,
-                        frame_stack, out_obs, out_next_obs, out_action, out_reward,
-                        out_terminated):
+def _replay_sample_fake(frames, obs_pos, action, reward, terminated, truncated, counters,
+                        sum_tree, min_tree, random_bits, frame_stack, n_step, gamma, beta,
+                        out_obs, out_next_obs, out_action, out_reward, out_terminated,
+                        out_discount, out_index, out_weight):
+    return None
+
+
+@torch.library.register_fake("dqnfast::replay_update_priorities")
+def _replay_update_priorities_fake(priority, sum_tree, min_tree, max_priority, counters, index,
+                                   new_priority, n_step, alpha, priority_eps):
     return None
 
 
