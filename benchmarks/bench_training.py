@@ -216,7 +216,7 @@ def chapter_run(tmp_path, c, device="cpu"):
 def dqnfast_pong_run(tmp_path, c, **overrides):
     """dqnfast with the chapter's settings ``c``, as the chapter's loop runs them."""
     return dqnfast_run(
-        tmp_path, "pong", c["total_steps"], env="Pong-v5", env_options=PONG_ENV_OPTIONS,
+        tmp_path, "pong-chapter", c["total_steps"], env="Pong-v5", env_options=PONG_ENV_OPTIONS,
         learning_starts=c["learning_starts"], buffer_size=c["buffer_size"],
         batch_size=c["batch_size"], optimizer="adam", learning_rate=c["learning_rate"],
         adam_eps=1e-8, max_grad_norm=None, loss="mse", gamma=c["gamma"], dueling=False,

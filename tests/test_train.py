@@ -23,10 +23,15 @@ TINY = dict(buffer_size=2_000, learning_starts=200, batch_size=16, checkpoint_in
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_runs(tmp_path, preset):
     # generic: an update per 10 env steps; 1,500 steps make the 100 that log a loss.
-    steps = {"pong": 200 + 64, "nature": 200 + 64, "generic": 1_500}.get(preset, 1_000)
+    # pong: its own 10 envs (an update per 10 env steps), n-step and prioritized replay.
+    steps = {"pong": 2_000, "pong-chapter": 200 + 64, "nature": 200 + 64,
+             "generic": 1_500}.get(preset, 1_000)
     overrides = dict(TINY, total_steps=steps, run_dir=str(tmp_path / preset))
-    if preset in ("pong", "nature", "cartpole-pixels"):
-        overrides.update(num_envs=2, env_options=dict(max_episode_frames=400) if preset != "cartpole-pixels" else {})
+    if preset in ("pong-chapter", "nature", "cartpole-pixels"):
+        overrides.update(num_envs=2)
+    if preset in ("pong", "pong-chapter", "nature"):
+        overrides.update(env_options={**PRESETS[preset].get("env_options", {}),
+                                      "max_episode_frames": 400})
     result = train(resolve(preset, **overrides))
     assert result.steps >= steps
     run_dir = Path(result.run_dir)
