@@ -43,18 +43,29 @@ __global__ void check_shift_kernel(const uint8_t* obs, const uint8_t* next_obs,
 __global__ void add_kernel(ReplayStorage s, const uint8_t* obs, const uint8_t* next_obs,
                            const int64_t* action, const float* reward, const bool* terminated,
                            const bool* truncated, const int64_t* env_ids) {
+  // Thread 0 reads the counters once for the block: it rewrites them at the end,
+  // and a warp that read them after that would write to the wrong ring slots.
+  __shared__ int64_t frames_before;
+  __shared__ bool stream_open;
   const int64_t i = blockIdx.x;
   const int64_t e = env_ids[i];
-  const int64_t k = s.frame_stack, fb = s.frame_bytes, F = s.frame_capacity, C = s.capacity;
   int64_t* c = s.counters + e * kNumCounters;
+  if (threadIdx.x == 0) {
+    frames_before = c[kFramesWritten];
+    stream_open = c[kStreamOpen] != 0;
+  }
+  __syncthreads();
+  const int64_t k = s.frame_stack, fb = s.frame_bytes, F = s.frame_capacity, C = s.capacity;
   uint8_t* ring = s.frames + e * F * fb;
   const uint8_t* o = obs + i * k * fb;
   const uint8_t* n = next_obs + i * k * fb;
-  const int64_t fw = c[kFramesWritten];
+  const int64_t fw = frames_before;
 
   // A new stream starts at an episode start or wherever obs is not the stored
-  // next_obs: then all k frames of obs are stored.
-  bool continues = c[kStreamOpen] != 0;
+  // next_obs: then all k frames of obs are stored. `continues` is the same in every
+  // thread (shared memory, then block_equal), so the whole block reaches each barrier;
+  // the last block_equal's barrier orders the ring's reads before the writes below.
+  bool continues = stream_open;
   for (int64_t j = 0; j < k && continues; ++j)
     continues = block_equal(ring + frame_slot(fw - k + j, F) * fb, o + j * fb, fb);
   int64_t written = fw;
