@@ -15,12 +15,15 @@ PyObject* PyInit__C(void) {
 
 TORCH_LIBRARY(dqnfast, m) {
   // Appends one transition to each environment named in env_ids (row i of the
-  // inputs to environment env_ids[i]); see csrc/replay_layout.h.
+  // inputs to environment env_ids[i]); see csrc/replay_layout.h. A call whose
+  // next_obs does not continue its obs writes nothing: on the CPU it raises; on the
+  // GPU, where raising would wait for the GPU, it adds 1 to `rejected_adds` (int64,
+  // one element) for the caller to read at its next synchronization.
   m.def(
       "replay_add(Tensor(a!) frames, Tensor(b!) obs_pos, Tensor(c!) action, "
       "Tensor(d!) reward, Tensor(e!) terminated, Tensor(f!) truncated, "
-      "Tensor(g!) counters, Tensor obs, Tensor next_obs, Tensor new_action, "
-      "Tensor new_reward, Tensor new_terminated, Tensor new_truncated, "
+      "Tensor(g!) counters, Tensor(h!) rejected_adds, Tensor obs, Tensor next_obs, "
+      "Tensor new_action, Tensor new_reward, Tensor new_terminated, Tensor new_truncated, "
       "Tensor env_ids, int frame_stack) -> ()");
   // Gathers the transitions picked by `random_bits` into the out tensors.
   m.def(

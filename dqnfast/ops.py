@@ -1,21 +1,29 @@
 """Typed Python wrappers of the compiled ops, and their fake (meta) kernels.
 
-The fakes let the ops run under ``torch.compile`` and inside CUDA-graph capture:
-both ops only write into tensors they are given, so their fakes return nothing.
+The fakes let the ops be traced by ``torch.compile``: every op only writes into
+tensors it is given, so its fake returns nothing. CUDA-graph capture is another
+matter, decided by what each CUDA kernel does on the host: ``replay_sample`` and
+``push_frames`` can be captured; ``preprocess_frames`` can once its geometry has run
+outside the capture (its tables are uploaded to the GPU at that first call);
+``replay_add`` cannot (it checks its env_ids on the host and uploads them at each
+call), and raises if asked to.
 """
 import torch
 
 from dqnfast import _C  # noqa: F401  (registers torch.ops.dqnfast)
 
 
-def replay_add(storage: dict, obs: torch.Tensor, next_obs: torch.Tensor, action: torch.Tensor,
-               reward: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
-               env_ids: torch.Tensor, frame_stack: int) -> None:
+def replay_add(storage: dict, rejected_adds: torch.Tensor, obs: torch.Tensor,
+               next_obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+               terminated: torch.Tensor, truncated: torch.Tensor, env_ids: torch.Tensor,
+               frame_stack: int) -> None:
     """Appends row i of the inputs to environment ``env_ids[i]`` of the replay
-    storage (in place)."""
+    storage (in place). On the GPU a call whose ``next_obs`` does not continue its
+    ``obs`` writes nothing and adds 1 to ``rejected_adds`` (one int64 on the storage's
+    device) instead of raising; on the CPU it raises."""
     torch.ops.dqnfast.replay_add(
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
-        storage["terminated"], storage["truncated"], storage["counters"],
+        storage["terminated"], storage["truncated"], storage["counters"], rejected_adds,
         obs, next_obs, action, reward, terminated, truncated, env_ids, frame_stack)
 
 
@@ -31,8 +39,8 @@ def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int,
 
 @torch.library.register_fake("dqnfast::replay_add")
 def _replay_add_fake(frames, obs_pos, action, reward, terminated, truncated, counters,
-                     obs, next_obs, new_action, new_reward, new_terminated, new_truncated,
-                     env_ids, frame_stack):
+                     rejected_adds, obs, next_obs, new_action, new_reward, new_terminated,
+                     new_truncated, env_ids, frame_stack):
     return None
 
 

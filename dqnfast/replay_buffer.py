@@ -130,6 +130,8 @@ class ReplayBuffer:
         # Host storage: len() reads the counters through numpy, without torch overhead.
         self._counters_view = (self._storage["counters"].numpy()
                                if self.storage_device.type == "cpu" else None)
+        # Adds the GPU rejected, read by len() (see add).
+        self._rejected_adds = torch.zeros(1, dtype=torch.int64, device=self.storage_device)
         self._all_env_ids = torch.arange(num_envs)
         self._outputs = {}
         self._lock = threading.Lock()
@@ -146,42 +148,60 @@ class ReplayBuffer:
         ``env_ids`` (distinct indices) adds row i to environment ``env_ids[i]`` only,
         for vector envs that spend a step on resetting (envpool, gymnasium's
         next-step autoreset): leave those environments out of that step's add.
+
+        A call whose ``next_obs[:, :-1]`` is not ``obs[:, 1:]`` raises ValueError and
+        stores nothing. With GPU storage, ``add`` never waits for the GPU (acting
+        overlaps a queued update), so where the check happens depends on the inputs:
+        host inputs (numpy arrays, CPU tensors) are checked on the host before the
+        upload and raise here; for CUDA tensors the GPU checks, the call stores
+        nothing, and the ValueError comes from the next call that waits for the GPU
+        anyway: ``len()`` or ``sample()``.
         """
-        obs = self._as_storage_tensor(obs, "obs")
-        next_obs = self._as_storage_tensor(next_obs, "next_obs")
-        action = _cast(self._as_storage_tensor(action, "action"), "action", torch.int64,
-                       _is_integer, "an integer dtype")
-        reward = _cast(self._as_storage_tensor(reward, "reward"), "reward", torch.float32,
-                       _is_real, "a real dtype")
-        terminated = _as_flags(self._as_storage_tensor(terminated, "terminated"), "terminated")
-        truncated = _as_flags(self._as_storage_tensor(truncated, "truncated"), "truncated")
+        obs, next_obs = _as_tensor(obs, "obs"), _as_tensor(next_obs, "next_obs")
+        if self.storage_device.type == "cuda" and not (obs.is_cuda or next_obs.is_cuda):
+            _check_continues(obs, next_obs, self.frame_stack)
+        action = _cast(_as_tensor(action, "action"), "action", torch.int64, _is_integer,
+                       "an integer dtype")
+        reward = _cast(_as_tensor(reward, "reward"), "reward", torch.float32, _is_real,
+                       "a real dtype")
+        terminated = _as_flags(_as_tensor(terminated, "terminated"), "terminated")
+        truncated = _as_flags(_as_tensor(truncated, "truncated"), "truncated")
         if env_ids is None:
             env_ids = self._all_env_ids
         else:
             # Checked on the host: distinct and in range.
-            env_ids = _cast(self._as_storage_tensor(env_ids, "env_ids", device="cpu"), "env_ids",
-                            torch.int64, _is_integer, "an integer dtype")
+            env_ids = _cast(_to_device(_as_tensor(env_ids, "env_ids"), torch.device("cpu")),
+                            "env_ids", torch.int64, _is_integer, "an integer dtype")
+        obs, next_obs, action, reward, terminated, truncated = (
+            _to_device(t, self.storage_device)
+            for t in (obs, next_obs, action, reward, terminated, truncated))
         with self._lock:
-            ops.replay_add(self._storage, obs, next_obs, action, reward, terminated, truncated,
-                           env_ids, self.frame_stack)
-
-    def _as_storage_tensor(self, value: ArrayLike, name: str, device=None) -> torch.Tensor:
-        device = self.storage_device if device is None else device
-        if isinstance(value, torch.Tensor):
-            return value.to(device, non_blocking=True)
-        try:
-            return torch.as_tensor(np.asarray(value)).to(device, non_blocking=True)
-        except (TypeError, ValueError, RuntimeError) as error:
-            raise TypeError(f"expected {name} as a numpy array or torch tensor, got "
-                            f"{type(value).__name__}: {error}") from None
+            ops.replay_add(self._storage, self._rejected_adds, obs, next_obs, action, reward,
+                           terminated, truncated, env_ids, self.frame_stack)
 
     # -- sampling -----------------------------------------------------------------------
 
     def __len__(self) -> int:
         counters = self._counters_view
         if counters is None:  # GPU storage: this waits for the GPU
-            counters = self._storage["counters"].cpu().numpy()
+            counters = self._device_counters()
         return int(counters[:, 0].sum() - counters[:, 2].sum())
+
+    def _device_counters(self) -> np.ndarray:
+        """The counters of GPU storage, read in one copy with the count of adds the GPU
+        rejected since the last read; raises ValueError if there were any."""
+        counters = self._storage["counters"]
+        state = torch.cat([counters.flatten(), self._rejected_adds]).cpu().numpy()
+        rejected = int(state[-1])
+        if rejected:
+            # Subtracted rather than zeroed: an add queued since the read keeps its count.
+            self._rejected_adds.sub_(rejected)
+            raise ValueError(
+                f"{rejected} earlier add call(s) with CUDA tensors stored nothing: their "
+                f"next_obs did not continue their obs (with frame_stack={self.frame_stack}, "
+                "next_obs[:, :-1] must equal obs[:, 1:]); the GPU found it, so it is "
+                "reported at this call, the first since to wait for the GPU")
+        return state[:-1].reshape(counters.shape)
 
     def sample(self, batch_size: int) -> Batch:
         """Samples ``batch_size`` transitions uniformly (with replacement) from those stored."""
@@ -349,6 +369,39 @@ def _checked_device(device, name: str) -> torch.device:
 
 def _has_cuda_kernels() -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key("dqnfast::replay_add", "CUDA")
+
+
+def _as_tensor(value: ArrayLike, name: str) -> torch.Tensor:
+    """``value`` as a tensor where it already is (no copy for tensors and arrays)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(f"expected {name} as a numpy array or torch tensor, got "
+                        f"{type(value).__name__}: {error}") from None
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # Without blocking only towards a GPU: a copy to the host would return before it
+    # lands, and the host reads (checks, memcpy) the tensor right away.
+    return tensor.to(device, non_blocking=device.type == "cuda")
+
+
+def _check_continues(obs: torch.Tensor, next_obs: torch.Tensor, frame_stack: int) -> None:
+    """Raises ValueError unless every row's next_obs[:-1] equals its obs[1:] byte for
+    byte (the compiled ops' check, done on host inputs before they go to the GPU).
+    Inputs of the wrong shape or dtype are left to the op to report."""
+    if (frame_stack == 1 or obs.shape != next_obs.shape or obs.dtype != next_obs.dtype
+            or obs.dim() < 2 or obs.shape[0] == 0 or obs.shape[1] != frame_stack):
+        return
+    rows = obs.shape[0]
+    obs_bytes, next_bytes = (t.reshape(rows, frame_stack, -1).contiguous().view(torch.uint8)
+                             for t in (obs, next_obs))
+    differs = (next_bytes[:, :-1] != obs_bytes[:, 1:]).reshape(rows, -1).any(dim=1)
+    if differs.any():
+        raise ValueError(f"next_obs of row {int(differs.nonzero()[0])} does not continue its "
+                         f"obs: with frame_stack={frame_stack}, next_obs[:-1] must equal obs[1:]")
 
 
 def _require_int(name: str, value, *, minimum: int) -> None:

@@ -137,7 +137,8 @@ def test_opcheck_cuda_ops():
     obs, action, reward, next_obs, terminated, truncated = (torch.as_tensor(x).cuda() for x in streams.step())
     torch.library.opcheck(torch.ops.dqnfast.replay_add.default, (
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
-        storage["terminated"], storage["truncated"], storage["counters"], obs, next_obs,
+        storage["terminated"], storage["truncated"], storage["counters"],
+        torch.zeros(1, dtype=torch.int64, device=storage["counters"].device), obs, next_obs,
         action.long(), reward.float(), terminated, truncated, torch.tensor([1, 0]), 4))
     out = {n: torch.empty_like(t) for n, t in rb.sample(5)._asdict().items()}
     torch.library.opcheck(torch.ops.dqnfast.replay_sample.default, (
@@ -158,3 +159,88 @@ def test_bad_add_on_gpu_changes_nothing():
         rb.add(obs, action, reward, 255 - next_obs, terminated, truncated)
     for name, tensor in rb.state_dict()["storage"].items():
         assert torch.equal(tensor, before[name]), name
+
+
+def test_bad_add_of_cuda_tensors_stores_nothing_and_is_reported_at_len():
+    """The GPU checks CUDA inputs without the host waiting: the rejected call writes
+    nothing, the next call that waits for the GPU raises, and adding goes on."""
+    kwargs = dict(num_envs=2, frame_stack=4, seed=0)
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), storage_device="cuda", device="cuda", **kwargs)
+    cpu = dqnfast.ReplayBuffer(64, (4, 6, 6), **kwargs)
+    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8)
+    for _ in range(5):
+        step = streams.step()
+        rb.add(*(torch.as_tensor(x).cuda() for x in step))
+        cpu.add(*step)
+    before = {n: t.clone() for n, t in rb.state_dict()["storage"].items()}
+    obs, action, reward, next_obs, terminated, truncated = (torch.as_tensor(x).cuda()
+                                                             for x in streams.step())
+    rb.add(obs, action, reward, 255 - next_obs, terminated, truncated)  # queued, no raise
+    for name, tensor in rb.state_dict()["storage"].items():
+        assert torch.equal(tensor, before[name]), name
+    with pytest.raises(ValueError, match=r"1 earlier add call\(s\) with CUDA tensors stored nothing"):
+        len(rb)
+    assert len(rb) == len(cpu) == 10  # reported once
+    for _ in range(20):
+        step = streams.step()
+        rb.add(*(torch.as_tensor(x).cuda() for x in step))
+        cpu.add(*step)
+    for name, tensor in cpu.state_dict()["storage"].items():
+        assert torch.equal(rb.state_dict()["storage"][name].cpu(), tensor), name
+
+
+@pytest.mark.parametrize("inputs", ["numpy", "cuda"])
+def test_add_to_gpu_storage_never_waits_for_the_gpu(inputs):
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, storage_device="cuda",
+                              device="cuda", seed=0)
+    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8)
+    steps = [streams.step() for _ in range(10)]
+    if inputs == "cuda":
+        steps = [tuple(torch.as_tensor(x).cuda() for x in step) for step in steps]
+    rb.add(*steps[0])  # first call: lazy initialization may synchronize
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step in steps[1:]:
+            rb.add(*step, env_ids=np.array([1, 0]))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(rb) == 20
+
+
+def test_preprocess_uploads_its_tables_once_and_can_be_captured():
+    frames, prev = (torch.from_numpy(x).cuda() for x in ale_frame_pairs("pong", count=4))
+    eager = dqnfast.preprocess_frames(frames, prev)  # uploads this geometry's tables
+    out = torch.empty_like(eager)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        dqnfast.preprocess_frames(frames, prev, out=out)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(out, eager)
+    graph = torch.cuda.CUDAGraph()
+    out.zero_()
+    with torch.cuda.graph(graph):
+        dqnfast.preprocess_frames(frames, prev, out=out)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, eager)
+
+
+def test_host_storage_takes_cuda_inputs():
+    """CUDA tensors added to a host buffer land before the host checks and copies them."""
+    kwargs = dict(num_envs=3, frame_stack=4, seed=0)
+    from_numpy = dqnfast.ReplayBuffer(90, (4, 84, 84), **kwargs)
+    from_cuda = dqnfast.ReplayBuffer(90, (4, 84, 84), **kwargs)
+    streams = EpisodeStreams(np.random.default_rng(0), 3, 4, (84, 84), np.uint8, end_prob=0.1)
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        step = streams.step()
+        ids = rng.permutation(3)[:rng.integers(1, 4)]
+        from_numpy.add(*(x[ids] for x in step), env_ids=ids)
+        from_cuda.add(*(torch.as_tensor(x[ids]).cuda() for x in step),
+                      env_ids=torch.as_tensor(ids).cuda())
+    for name, tensor in from_numpy.state_dict()["storage"].items():
+        assert torch.equal(from_cuda.state_dict()["storage"][name], tensor), name
+

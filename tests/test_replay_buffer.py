@@ -233,6 +233,51 @@ def test_bad_construction(kwargs, error, message):
         dqnfast.ReplayBuffer(args.pop("capacity"), args.pop("obs_shape"), **args)
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_host_inputs_bound_for_the_gpu_are_checked_like_the_op(dtype):
+    """GPU storage checks host inputs on the host before uploading them: byte for byte
+    and with the message of the compiled check, which host storage runs."""
+    from dqnfast.replay_buffer import _check_continues
+    obs = torch.arange(3 * 4 * 5).reshape(3, 4, 5).to(dtype)
+    next_obs = torch.cat([obs[:, 1:], obs[:, :1] + 1], dim=1)
+    _check_continues(obs, next_obs, 4)
+    if dtype.is_floating_point:  # NaN frames continue themselves, as bytes do
+        obs[1, 2, 0] = next_obs[1, 1, 0] = float("nan")
+        _check_continues(obs, next_obs, 4)
+    next_obs[2, 0, 3] += 1
+    message = r"next_obs of row 2 does not continue its obs: with frame_stack=4, next_obs\[:-1\] must equal obs\[1:\]"
+    with pytest.raises(ValueError, match=message):
+        _check_continues(obs, next_obs, 4)
+    rb = dqnfast.ReplayBuffer(12, (4, 5), num_envs=3, frame_stack=4, obs_dtype=dtype)
+    with pytest.raises(ValueError, match=message):
+        rb.add(obs, [0, 0, 0], [0.0, 0.0, 0.0], next_obs, [False] * 3, [False] * 3)
+
+
+def test_copies_to_host_storage_wait_until_they_land(atari_rb):
+    """Inputs bound for host storage (and env_ids, checked on the host) are read by the
+    host right away: no copy towards the host may return before it lands."""
+    from torch.overrides import TorchFunctionMode
+
+    class RecordCopies(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.to_host = []  # non_blocking of each Tensor.to towards the CPU
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.Tensor.to and any(isinstance(a, torch.device) and a.type == "cpu"
+                                               for a in args[1:]):
+                self.to_host.append(kwargs.get("non_blocking", False))
+            return func(*args, **kwargs)
+
+    rb, streams = atari_rb
+    obs, action, reward, next_obs, terminated, truncated = (torch.as_tensor(x) for x in streams.step())
+    with RecordCopies() as record:
+        rb.add(obs, action, reward, next_obs, terminated, truncated, env_ids=torch.tensor([0, 1]))
+    assert len(record.to_host) == 7  # six inputs and env_ids
+    assert not any(record.to_host)
+
+
 # -- checkpoints ------------------------------------------------------------------------------
 
 def test_state_dict_shares_storage_and_round_trips(tmp_path, atari_rb):
@@ -338,7 +383,8 @@ def test_opcheck_both_ops(atari_rb):
     obs, action, reward, next_obs, terminated, truncated = (torch.as_tensor(x) for x in streams.step())
     torch.library.opcheck(torch.ops.dqnfast.replay_add.default, (
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
-        storage["terminated"], storage["truncated"], storage["counters"], obs, next_obs,
+        storage["terminated"], storage["truncated"], storage["counters"],
+        torch.zeros(1, dtype=torch.int64, device=storage["counters"].device), obs, next_obs,
         action.long(), reward.float(), terminated, truncated, torch.tensor([1, 0]), 4))
     out = rb.sample(5)._asdict()
     out = {n: torch.empty_like(t) for n, t in out.items()}

@@ -28,12 +28,14 @@ bool ring_holds_stack(const uint8_t* ring, int64_t frame_capacity, int64_t frame
 
 void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
                     at::Tensor reward, at::Tensor terminated, at::Tensor truncated,
-                    at::Tensor counters, const at::Tensor& obs_in,
+                    at::Tensor counters, const at::Tensor& rejected_adds,
+                    const at::Tensor& obs_in,
                     const at::Tensor& next_obs_in, const at::Tensor& new_action_in,
                     const at::Tensor& new_reward_in, const at::Tensor& new_terminated_in,
                     const at::Tensor& new_truncated_in, const at::Tensor& env_ids_in,
                     int64_t k) {
   check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
+  check_rejected_adds(rejected_adds, frames);  // unused here: the CPU raises at once
   check_add_inputs(frames, obs_in, next_obs_in, new_action_in, new_reward_in,
                    new_terminated_in, new_truncated_in, env_ids_in, k);
   const at::Tensor obs = obs_in.contiguous();

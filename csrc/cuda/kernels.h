@@ -29,11 +29,13 @@ cudaError_t replay_check_shift(const uint8_t* obs, const uint8_t* next_obs, int6
                                int64_t frame_bytes, int64_t frame_stack, int* mismatch,
                                cudaStream_t stream);
 
-// Row i of the inputs goes to environment env_ids[i] (distinct, checked by the caller).
+// Row i of the inputs goes to environment env_ids[i] (distinct, checked by the
+// caller; device memory). If *mismatch (device, set by replay_check_shift earlier on
+// `stream`) is non-zero, nothing is written but *rejected_adds is incremented.
 cudaError_t replay_add(ReplayStorage storage, const uint8_t* obs, const uint8_t* next_obs,
                        const int64_t* action, const float* reward, const bool* terminated,
                        const bool* truncated, const int64_t* env_ids, int64_t rows,
-                       cudaStream_t stream);
+                       const int* mismatch, int64_t* rejected_adds, cudaStream_t stream);
 
 // Reads the valid counts from `storage.counters` on the GPU: a captured sample
 // stays valid as the buffer fills. The caller guarantees a non-empty buffer.

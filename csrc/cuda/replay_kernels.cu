@@ -42,19 +42,24 @@ __global__ void check_shift_kernel(const uint8_t* obs, const uint8_t* next_obs,
 
 __global__ void add_kernel(ReplayStorage s, const uint8_t* obs, const uint8_t* next_obs,
                            const int64_t* action, const float* reward, const bool* terminated,
-                           const bool* truncated, const int64_t* env_ids) {
+                           const bool* truncated, const int64_t* env_ids, const int* mismatch,
+                           int64_t* rejected_adds) {
   // Thread 0 reads the counters once for the block: it rewrites them at the end,
   // and a warp that read them after that would write to the wrong ring slots.
   __shared__ int64_t frames_before;
-  __shared__ bool stream_open;
+  __shared__ bool stream_open, rejected;
   const int64_t i = blockIdx.x;
   const int64_t e = env_ids[i];
   int64_t* c = s.counters + e * kNumCounters;
   if (threadIdx.x == 0) {
+    rejected = *mismatch != 0;
+    if (rejected && i == 0) ++*rejected_adds;  // one count per call
     frames_before = c[kFramesWritten];
     stream_open = c[kStreamOpen] != 0;
   }
   __syncthreads();
+  // A rejected call writes nothing (the host learns of it from rejected_adds).
+  if (rejected) return;
   const int64_t k = s.frame_stack, fb = s.frame_bytes, F = s.frame_capacity, C = s.capacity;
   uint8_t* ring = s.frames + e * F * fb;
   const uint8_t* o = obs + i * k * fb;
@@ -148,10 +153,10 @@ cudaError_t replay_check_shift(const uint8_t* obs, const uint8_t* next_obs, int6
 cudaError_t replay_add(ReplayStorage storage, const uint8_t* obs, const uint8_t* next_obs,
                        const int64_t* action, const float* reward, const bool* terminated,
                        const bool* truncated, const int64_t* env_ids, int64_t rows,
-                       cudaStream_t stream) {
+                       const int* mismatch, int64_t* rejected_adds, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   add_kernel<<<rows, kThreads, 0, stream>>>(storage, obs, next_obs, action, reward, terminated,
-                                            truncated, env_ids);
+                                            truncated, env_ids, mismatch, rejected_adds);
   return cudaGetLastError();
 }
 
