@@ -85,7 +85,8 @@ def per_env_valid_counts(rb):
 
 def check_against_reference(rb, ref, draws):
     """Every sampled transition is bit-identical to one of the newest the reference
-    holds, and the samples cover exactly the newest len_e transitions of each env."""
+    holds, and the samples cover exactly the newest len_e transitions of each env.
+    Batches may be on any device."""
     expected = {}
     for env, count in enumerate(per_env_valid_counts(rb)):
         expected.update(ref.newest(env, count))
@@ -96,8 +97,8 @@ def check_against_reference(rb, ref, draws):
         for i, reward in enumerate(batch.reward.tolist()):
             assert reward in expected, f"sampled transition {reward} is not held"
             obs, action, _, next_obs, terminated = expected[reward]
-            np.testing.assert_array_equal(batch.obs[i].numpy(), obs)
-            np.testing.assert_array_equal(batch.next_obs[i].numpy(), next_obs)
+            np.testing.assert_array_equal(batch.obs[i].cpu().numpy(), obs)
+            np.testing.assert_array_equal(batch.next_obs[i].cpu().numpy(), next_obs)
             assert batch.action[i].item() == action
             assert batch.terminated[i].item() == terminated
             seen.add(reward)

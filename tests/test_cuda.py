@@ -94,9 +94,13 @@ def test_sample_captured_in_cuda_graph_stays_valid_as_buffer_grows():
             rb.add(obs, action, reward, next_obs, terminated, truncated)
             ref.add(obs, action, reward, next_obs, terminated)
 
-    add(5)
+    add(5)  # 20 transitions: fewer than the batch, which draws with replacement
     generator = torch.Generator(device="cuda").manual_seed(0)
-    out = {n: torch.empty_like(t) for n, t in rb.sample(32)._asdict().items()}
+    out = {"obs": torch.empty((32, k, 8, 8), dtype=torch.uint8, device="cuda"),
+           "next_obs": torch.empty((32, k, 8, 8), dtype=torch.uint8, device="cuda"),
+           "action": torch.empty(32, dtype=torch.int64, device="cuda"),
+           "reward": torch.empty(32, dtype=torch.float32, device="cuda"),
+           "terminated": torch.empty(32, dtype=torch.bool, device="cuda")}
     graph = torch.cuda.CUDAGraph()
     stream = torch.cuda.Stream()
     with torch.cuda.stream(stream):

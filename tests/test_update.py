@@ -147,14 +147,14 @@ def test_graphed_update_samples_what_is_added_after_capture():
     """The captured sample reads the buffer's size on the GPU: transitions added after
     the capture (with rewards never seen before) show up in later batches."""
     obs_shape = (4, 36, 36)
-    replay = filled_buffer(obs_shape, 4, device="cuda", storage_device="cuda", steps=20)
+    replay = filled_buffer(obs_shape, 4, device="cuda", storage_device="cuda", steps=40)
     q_network, target_network = networks(obs_shape, device="cuda")
     optimizer = torch.optim.Adam(q_network.parameters(), lr=1e-4, capturable=True)
     update = GraphedUpdate(q_network, target_network, optimizer, replay, batch_size=64, gamma=0.99)
     for _ in range(GraphedUpdate.WARMUP_UPDATES + 1):
         update()
     streams = EpisodeStreams(np.random.default_rng(1), 2, 4, obs_shape[1:], np.uint8)
-    for _ in range(400):  # overwrites all of the first 40 transitions
+    for _ in range(400):  # overwrites all of the first 80 transitions (250 per env kept)
         obs, action, reward, next_obs, terminated, truncated = streams.step()
         replay.add(obs, action, reward + 1000.0, next_obs, terminated, truncated)
     update()
