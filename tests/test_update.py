@@ -1,5 +1,6 @@
 """The learner's step (dqnfast.update): eager against a plain loop, graphed against eager."""
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -115,10 +116,28 @@ def test_sample_in_graph_needs_cuda_storage():
 
 # -- CUDA graphs (skipped without a GPU) --------------------------------------------------
 
+@pytest.fixture
+def deterministic_cuda():
+    """cuDNN and cuBLAS pick deterministic algorithms for the test (so eager and captured
+    runs, on different streams, compute alike), then the settings are restored."""
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") in (":4096:8", ":16:8"), \
+        "CUBLAS_WORKSPACE_CONFIG must be set before cuBLAS starts (tests/conftest.py sets it)"
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+
+
 @needs_cuda
 @pytest.mark.parametrize("storage_device", ["cpu", "cuda"])
 @pytest.mark.parametrize("tau", [1.0, 0.01])
-def test_graphed_update_equals_eager_after_100_updates(storage_device, tau):
+def test_graphed_update_equals_eager_after_100_updates(storage_device, tau, deterministic_cuda):
     obs_shape, num_actions = (4, 84, 84), 6
     runs = []
     for kind in (Update, GraphedUpdate):
