@@ -64,7 +64,8 @@ class ReplayBuffer:
 
     Devices. ``storage_device`` holds the frames and metadata (host memory by
     default; ``"cuda"`` keeps the whole buffer in GPU memory, added to and sampled
-    by CUDA kernels). ``device`` is where batches are delivered.
+    by CUDA kernels). ``device`` is where batches are delivered. ``"cuda"`` means the
+    current GPU and equals ``"cuda:<its index>"``: both devices are kept with their index.
 
     Batches. ``sample`` writes into tensors preallocated per batch size (from host
     storage to a CUDA ``device``: pinned host memory, then one asynchronous copy).
@@ -232,15 +233,16 @@ class ReplayBuffer:
         """``sample`` for recording into a CUDA graph being captured: no host reads
         and no checks that need them, so each replay draws a new batch from whatever
         the buffer holds by then (its size and write position are read on the GPU).
-        Needs ``storage_device`` and ``device`` both CUDA, and the graph must have
+        Needs ``storage_device`` and ``device`` both the same CUDA GPU, and the graph must have
         registered ``self.generator`` before its capture began. An empty buffer yields
         all-zero rows (a GPU kernel cannot raise without a host sync): replay after the
         first ``add``. Replays must be ordered with ``add`` on one CUDA stream; the
         lock is not taken when the graph replays."""
         _require_int("batch_size", batch_size, minimum=1)
-        if self.storage_device.type != "cuda" or self.device.type != "cuda":
-            raise ValueError("sample_in_graph needs storage_device and device both CUDA, got "
-                             f"storage_device={self.storage_device}, device={self.device}")
+        if self.storage_device.type != "cuda" or self.device != self.storage_device:
+            raise ValueError("sample_in_graph needs storage_device and device both CUDA, the "
+                             f"same GPU; got storage_device={self.storage_device}, "
+                             f"device={self.device}")
         with self._lock:
             out, _, _ = self._output_tensors(batch_size)
             self._draw_into(out)
@@ -358,12 +360,16 @@ class ReplayBuffer:
 
 
 def _checked_device(device, name: str) -> torch.device:
+    """``device`` as a torch.device, a CUDA one with its index: "cuda" and "cuda:0" name
+    the same GPU and must compare equal (the buffer copies between unequal devices)."""
     device = torch.device(device)
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"{name} must be a CPU or CUDA device, got {str(device)!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"{name}={str(device)!r} asks for CUDA, but no GPU is visible to torch "
                            f"{torch.__version__}")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 

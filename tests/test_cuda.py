@@ -248,3 +248,15 @@ def test_host_storage_takes_cuda_inputs():
     for name, tensor in from_numpy.state_dict()["storage"].items():
         assert torch.equal(from_cuda.state_dict()["storage"][name], tensor), name
 
+
+def test_cuda_and_cuda_index_are_one_device():
+    index = torch.cuda.current_device()
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, device="cuda",
+                              storage_device=f"cuda:{index}", seed=0)
+    assert rb.device == rb.storage_device == torch.device("cuda", index)
+    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8)
+    for _ in range(5):
+        rb.add(*streams.step())
+    sampled, in_graph = rb.sample(8), rb.sample_in_graph(8)
+    for a, b in zip(sampled, in_graph):  # no staging copy: the same tensors
+        assert a.data_ptr() == b.data_ptr()

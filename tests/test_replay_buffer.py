@@ -233,6 +233,18 @@ def test_bad_construction(kwargs, error, message):
         dqnfast.ReplayBuffer(args.pop("capacity"), args.pop("obs_shape"), **args)
 
 
+def test_cuda_devices_are_kept_with_their_index(monkeypatch):
+    """"cuda" names the current GPU, so it must equal "cuda:<index>": the buffer copies
+    batches (and sample_in_graph refuses) between unequal devices."""
+    from dqnfast.replay_buffer import _checked_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert _checked_device("cuda", "device") == torch.device("cuda:1")
+    assert _checked_device(torch.device("cuda"), "device") == _checked_device("cuda:1", "storage_device")
+    assert _checked_device("cuda:0", "device") == torch.device("cuda:0")
+    assert _checked_device("cpu", "device") == torch.device("cpu")
+
+
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
 def test_host_inputs_bound_for_the_gpu_are_checked_like_the_op(dtype):
     """GPU storage checks host inputs on the host before uploading them: byte for byte
