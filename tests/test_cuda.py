@@ -5,7 +5,7 @@ import torch
 
 import dqnfast
 from reference import EpisodeStreams, NaiveReplayBuffer, check_against_reference
-from test_preprocess import GAMES, ale_frame_pairs
+from atari_frames import GAMES, ale_frame_pairs
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available()
