@@ -28,8 +28,7 @@ bool ring_holds_stack(const uint8_t* ring, int64_t frame_capacity, int64_t frame
 
 void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
                     at::Tensor reward, at::Tensor terminated, at::Tensor truncated,
-                    at::Tensor counters, const at::Tensor& rejected_adds,
-                    const at::Tensor& obs_in,
+                    at::Tensor counters, at::Tensor rejected_adds, const at::Tensor& obs_in,
                     const at::Tensor& next_obs_in, const at::Tensor& new_action_in,
                     const at::Tensor& new_reward_in, const at::Tensor& new_terminated_in,
                     const at::Tensor& new_truncated_in, const at::Tensor& env_ids_in,
