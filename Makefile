@@ -23,7 +23,7 @@ setup: $(BUILT)
 
 $(VENV)/.torch-installed:
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)" "setuptools>=64" ninja
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)" numpy "setuptools>=64" ninja
 	@touch $@
 
 $(BUILT): $(VENV)/.torch-installed $(SOURCES)

@@ -90,7 +90,7 @@ def toolkit_of_nvcc(nvcc: str) -> Optional[Path]:
     top = re.search(r"^#\$ TOP=(.+)$", run.stdout + run.stderr, re.MULTILINE)
     if top is None:
         return None
-    root = Path(os.path.normpath(top.group(1).strip())).parent
+    root = Path(os.path.normpath(top.group(1).strip()))  # TOP is the toolkit's root
     return root if is_toolkit(root) else None
 
 

@@ -8,7 +8,7 @@ included (episode bookkeeping, reward clipping, frame stacks). Each result's
 extra_info holds ``env_steps_per_round`` and ``env_steps_per_s`` (from the median
 round): one env step is one agent step of one env, i.e. ``frame_skip`` (4) emulator
 frames for Atari. The Atari rows answer which preprocessing mode is the faster
-(``dqnfast/envs.py`` takes it as the default).
+(``dqnfast/envs/atari.py`` takes it as the default).
 """
 import numpy as np
 import pytest

@@ -50,7 +50,8 @@ def floor_us(q_network, target_network, optimizer, replay):
     from torch.utils.flop_counter import FlopCounterMode
     batch = replay.sample(BATCH_SIZE)
     with FlopCounterMode(display=False) as counter:
-        result = dqn_loss(q_network, target_network, *batch, gamma=0.99)
+        result = dqn_loss(q_network, target_network, batch.obs, batch.action, batch.reward,
+                          batch.next_obs, batch.terminated, gamma=0.99)
         optimizer.zero_grad()
         result.loss.backward()
     flops = counter.get_total_flops()

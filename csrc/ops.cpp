@@ -18,19 +18,35 @@ TORCH_LIBRARY(dqnfast, m) {
   // inputs to environment env_ids[i]); see csrc/replay_layout.h. A call whose
   // next_obs does not continue its obs writes nothing: on the CPU it raises; on the
   // GPU, where raising would wait for the GPU, it adds 1 to `rejected_adds` (int64,
-  // one element) for the caller to read at its next synchronization.
+  // one element) for the caller to read at its next synchronization. With priority
+  // storage (all four tensors or none; csrc/priority_tree.h) the new transitions
+  // get (|new_priority| + priority_eps) ^ alpha, or the largest priority so far,
+  // and the trees follow the transitions that became or stopped being sampleable.
   m.def(
       "replay_add(Tensor(a!) frames, Tensor(b!) obs_pos, Tensor(c!) action, "
       "Tensor(d!) reward, Tensor(e!) terminated, Tensor(f!) truncated, "
-      "Tensor(g!) counters, Tensor(h!) rejected_adds, Tensor obs, Tensor next_obs, "
-      "Tensor new_action, Tensor new_reward, Tensor new_terminated, Tensor new_truncated, "
-      "Tensor env_ids, int frame_stack) -> ()");
-  // Gathers the transitions picked by `random_bits` into the out tensors.
+      "Tensor(g!) counters, Tensor(h!) rejected_adds, Tensor(i!)? priority, "
+      "Tensor(j!)? sum_tree, Tensor(k!)? min_tree, Tensor(l!)? max_priority, Tensor obs, "
+      "Tensor next_obs, Tensor new_action, Tensor new_reward, Tensor new_terminated, "
+      "Tensor new_truncated, Tensor env_ids, Tensor? new_priority, int frame_stack, "
+      "int n_step, float alpha, float priority_eps) -> ()");
+  // Gathers the n-step transitions picked by `random_bits` into the out tensors:
+  // uniformly over the sampleable transitions, or with the trees stratified by
+  // priority (importance weights with exponent beta; ones without trees).
   m.def(
       "replay_sample(Tensor frames, Tensor obs_pos, Tensor action, Tensor reward, "
-      "Tensor terminated, Tensor counters, Tensor random_bits, int frame_stack, "
-      "Tensor(a!) out_obs, Tensor(b!) out_next_obs, Tensor(c!) out_action, "
-      "Tensor(d!) out_reward, Tensor(e!) out_terminated) -> ()");
+      "Tensor terminated, Tensor truncated, Tensor counters, Tensor? sum_tree, "
+      "Tensor? min_tree, Tensor random_bits, int frame_stack, int n_step, float gamma, "
+      "float beta, Tensor(a!) out_obs, Tensor(b!) out_next_obs, Tensor(c!) out_action, "
+      "Tensor(d!) out_reward, Tensor(e!) out_terminated, Tensor(f!) out_discount, "
+      "Tensor(g!) out_index, Tensor(h!) out_weight) -> ()");
+  // Sets (|new_priority| + priority_eps) ^ alpha for the transitions a sample's
+  // `index` names; transitions overwritten since are left alone, and of duplicate
+  // indices the largest priority wins.
+  m.def(
+      "replay_update_priorities(Tensor(a!) priority, Tensor(b!) sum_tree, "
+      "Tensor(c!) min_tree, Tensor(d!) max_priority, Tensor counters, Tensor index, "
+      "Tensor new_priority, int n_step, float alpha, float priority_eps) -> ()");
   // Atari frame preprocessing in one pass over each frame (pair): max of
   // `frames` and `prev_frames` (N, H, W, 3) uint8 (or (N, 3, H, W) with
   // `channels_first`, as envpool emits them), grayscale, crop

@@ -5,9 +5,12 @@
 
 #include <torch/types.h>
 
+#include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "priority_tree.h"
 #include "replay_layout.h"
 
 namespace dqnfast {
@@ -130,7 +133,9 @@ inline void check_add_inputs(const at::Tensor& frames, const at::Tensor& obs,
 inline void check_sample_outputs(const at::Tensor& frames, const at::Tensor& random_bits,
                                  const at::Tensor& out_obs, const at::Tensor& out_next_obs,
                                  const at::Tensor& out_action, const at::Tensor& out_reward,
-                                 const at::Tensor& out_terminated, int64_t frame_stack) {
+                                 const at::Tensor& out_terminated,
+                                 const at::Tensor& out_discount, const at::Tensor& out_index,
+                                 const at::Tensor& out_weight, int64_t frame_stack) {
   TORCH_CHECK_TYPE(random_bits.scalar_type() == at::kLong, "expected int64 random_bits, got ",
                    dtype_name(random_bits.scalar_type()));
   TORCH_CHECK_VALUE(random_bits.dim() == 1 && random_bits.device() == frames.device(),
@@ -151,7 +156,8 @@ inline void check_sample_outputs(const at::Tensor& frames, const at::Tensor& ran
     at::ScalarType dtype;
   };
   for (const Field& f : {Field{&out_action, at::kLong}, Field{&out_reward, at::kFloat},
-                         Field{&out_terminated, at::kBool}}) {
+                         Field{&out_terminated, at::kBool}, Field{&out_discount, at::kFloat},
+                         Field{&out_index, at::kLong}, Field{&out_weight, at::kFloat}}) {
     TORCH_CHECK_VALUE(f.tensor->scalar_type() == f.dtype && f.tensor->dim() == 1 &&
                           f.tensor->size(0) == batch && f.tensor->is_contiguous() &&
                           f.tensor->device() == frames.device(),
@@ -159,6 +165,105 @@ inline void check_sample_outputs(const at::Tensor& frames, const at::Tensor& ran
                       "] on ", frames.device(), ", got ", dtype_name(f.tensor->scalar_type()), " ",
                       f.tensor->sizes(), " on ", f.tensor->device());
   }
+}
+
+// The return and priority settings every op that reads them checks alike.
+inline void check_settings(int64_t n_step, double alpha, double priority_eps) {
+  TORCH_CHECK_VALUE(n_step >= 1, "n_step must be at least 1, got ", n_step);
+  TORCH_CHECK_VALUE(alpha >= 0.0 && alpha <= 1.0, "alpha must be in [0, 1], got ", alpha);
+  TORCH_CHECK_VALUE(priority_eps > 0.0 && std::isfinite(priority_eps),
+                    "priority_eps must be positive and finite, got ", priority_eps);
+}
+
+inline void check_sample_settings(int64_t n_step, double gamma, double beta) {
+  TORCH_CHECK_VALUE(n_step >= 1, "n_step must be at least 1, got ", n_step);
+  TORCH_CHECK_VALUE(gamma >= 0.0 && gamma <= 1.0, "gamma must be in [0, 1], got ", gamma);
+  TORCH_CHECK_VALUE(beta >= 0.0 && beta <= 1.0, "beta must be in [0, 1], got ", beta);
+}
+
+// Either all four priority tensors or none (a buffer without prioritized replay).
+inline bool check_priority_storage(const at::Tensor& counters,
+                                   const std::optional<at::Tensor>& priority,
+                                   const std::optional<at::Tensor>& sum_tree,
+                                   const std::optional<at::Tensor>& min_tree,
+                                   const std::optional<at::Tensor>& max_priority,
+                                   int64_t capacity_per_env) {
+  const bool any = priority || sum_tree || min_tree || max_priority;
+  TORCH_CHECK(!any || (priority && sum_tree && min_tree && max_priority),
+              "replay storage: priority, sum_tree, min_tree and max_priority go together");
+  if (!any) return false;
+  const int64_t num_envs = counters.size(0);
+  const int64_t nodes = 2 * tree_leaves_for(num_envs * capacity_per_env);
+  auto check = [&](const at::Tensor& t, at::ScalarType dtype, at::IntArrayRef shape,
+                   const char* name) {
+    TORCH_CHECK(t.scalar_type() == dtype && t.sizes() == shape && t.is_contiguous() &&
+                    t.device() == counters.device(),
+                "replay storage: expected contiguous ", dtype, " ", name, " of shape ", shape,
+                " on ", counters.device(), ", got ", t.scalar_type(), " ", t.sizes(), " on ",
+                t.device());
+  };
+  check(*priority, at::kFloat, {num_envs, capacity_per_env}, "priority");
+  check(*sum_tree, at::kDouble, {nodes}, "sum_tree");
+  check(*min_tree, at::kFloat, {nodes}, "min_tree");
+  check(*max_priority, at::kFloat, {1}, "max_priority");
+  return true;
+}
+
+// The trees sample reads: both or neither (uniform sampling).
+inline bool check_sample_trees(const at::Tensor& counters, const std::optional<at::Tensor>& sum_tree,
+                               const std::optional<at::Tensor>& min_tree,
+                               int64_t capacity_per_env) {
+  TORCH_CHECK(sum_tree.has_value() == min_tree.has_value(),
+              "replay storage: sum_tree and min_tree go together");
+  if (!sum_tree) return false;
+  const int64_t nodes = 2 * tree_leaves_for(counters.size(0) * capacity_per_env);
+  TORCH_CHECK(sum_tree->scalar_type() == at::kDouble && min_tree->scalar_type() == at::kFloat &&
+                  sum_tree->sizes() == at::IntArrayRef({nodes}) &&
+                  min_tree->sizes() == at::IntArrayRef({nodes}) && sum_tree->is_contiguous() &&
+                  min_tree->is_contiguous() && sum_tree->device() == counters.device() &&
+                  min_tree->device() == counters.device(),
+              "replay storage: expected contiguous float64 sum_tree and float32 min_tree of "
+              "shape [", nodes, "] on ", counters.device(), ", got ", sum_tree->scalar_type(),
+              " ", sum_tree->sizes(), " and ", min_tree->scalar_type(), " ", min_tree->sizes());
+  return true;
+}
+
+// A view of checked priority storage (sample passes no priority or max_priority).
+inline PriorityTree priority_tree_of(const at::Tensor& sum_tree, const at::Tensor& min_tree,
+                                     const at::Tensor* priority = nullptr,
+                                     const at::Tensor* max_priority = nullptr) {
+  return {sum_tree.data_ptr<double>(), min_tree.data_ptr<float>(),
+          priority ? priority->data_ptr<float>() : nullptr,
+          max_priority ? max_priority->data_ptr<float>() : nullptr, sum_tree.size(0) / 2};
+}
+
+// Priorities passed in (to add or update_priorities): float32 of shape (rows,) on
+// the storage device. Their values are checked by the CPU kernels only: reading
+// them on the host would make the GPU ops wait.
+inline void check_priority_input(const at::Tensor& priority, int64_t rows,
+                                 const at::Device& device) {
+  TORCH_CHECK_TYPE(priority.scalar_type() == at::kFloat, "expected torch.float32 priority, got ",
+                   dtype_name(priority.scalar_type()));
+  TORCH_CHECK_VALUE(priority.dim() == 1 && priority.size(0) == rows && priority.device() == device,
+                    "expected priority of shape [", rows, "] on ", device, ", got ",
+                    priority.sizes(), " on ", priority.device());
+}
+
+// The batch indices update_priorities takes: int64 of shape (rows,) on the storage device.
+inline void check_index_input(const at::Tensor& index, const at::Device& device) {
+  TORCH_CHECK_TYPE(index.scalar_type() == at::kLong, "expected torch.int64 index, got ",
+                   dtype_name(index.scalar_type()));
+  TORCH_CHECK_VALUE(index.dim() == 1 && index.device() == device,
+                    "expected index of shape (batch,) on ", device, ", got ", index.sizes(),
+                    " on ", index.device());
+}
+
+// Raises on the first priority that is negative, infinite or NaN.
+inline void check_priority_values(const float* priority, int64_t rows) {
+  for (int64_t i = 0; i < rows; ++i)
+    TORCH_CHECK_VALUE(priority_is_valid(priority[i]),
+                      "priorities must be finite and non-negative, got ", priority[i],
+                      " at position ", i);
 }
 
 }  // namespace dqnfast

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Tuple
 
+from dqnfast import envs
+
 
 @dataclass
 class Config:
@@ -106,6 +108,20 @@ PRESETS = {
                             learning_rate=1e-4, double_dqn=True, target_update_interval=4_000,
                             epsilon_end=0.05, epsilon_decay_steps=50_000,
                             total_steps=200_000, reward_bound=None),
+    # Any other gymnasium env with discrete actions and a vector state (Acrobot-v1,
+    # MountainCar-v0, LunarLander-v3, ...): CleanRL's dqn.py defaults, unchanged
+    # (github.com/vwxyzjn/cleanrl, cleanrl/dqn.py): one env, an update every 10 steps,
+    # a 10k buffer, learning from step 10k, batch 128, Adam 2.5e-4, MSE loss, a hard
+    # target sync every 500 steps, gamma 0.99, epsilon 1 -> 0.05 over half of the 500k
+    # steps, a 120-84 MLP. The reward bound is the env's own: gymnasium's
+    # reward_threshold where its spec names one (Acrobot-v1 -100, MountainCar-v0 -110,
+    # LunarLander-v3 200), else none (resolve sets it). Measured on one seed (1): Acrobot-v1
+    # reached -100 at 217k steps.
+    "generic": dict(env="Acrobot-v1", num_envs=1, buffer_size=10_000, learning_starts=10_000,
+                    batch_size=128, optimizer="adam", learning_rate=2.5e-4, loss="mse",
+                    hidden=(120, 84), tau=1.0, target_update_interval=500, train_frequency=10,
+                    gamma=0.99, epsilon_end=0.05, epsilon_decay_steps=250_000,
+                    total_steps=500_000, torch_threads=1),
 }
 
 # --env picks the preset of its environment unless --preset says otherwise.
@@ -113,10 +129,18 @@ PRESET_OF_ENV = {"Pong-v5": "pong", "CartPole-v1": "cartpole", "FrozenLake-v1": 
                  "CartPole-pixels": "cartpole-pixels"}
 
 
+def preset_of_env(env: str) -> Optional[str]:
+    """The preset ``--env`` picks: the env's own, else "generic" for the gymnasium ids
+    that ``dqnfast.envs`` runs generically, else None (the dataclass defaults)."""
+    if env in PRESET_OF_ENV:
+        return PRESET_OF_ENV[env]
+    return "generic" if envs.is_generic_gymnasium(env) else None
+
+
 def resolve(preset: Optional[str] = None, env: Optional[str] = None, **overrides) -> Config:
     """A Config from the defaults, a preset (named, or the one of ``env``) and overrides."""
     if preset is None:
-        preset = PRESET_OF_ENV.get(env or Config.env)
+        preset = preset_of_env(env or Config.env)
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     values = dict(PRESETS.get(preset, {}))
@@ -127,6 +151,8 @@ def resolve(preset: Optional[str] = None, env: Optional[str] = None, **overrides
     if unknown:
         raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")
     values.update(overrides)
+    if preset == "generic" and "reward_bound" not in overrides:
+        values["reward_bound"] = envs.reward_threshold(values["env"])
     values["preset"] = preset
     return Config(**values)
 

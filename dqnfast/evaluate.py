@@ -31,12 +31,8 @@ def evaluate(checkpoint, *, episodes: int = 10, epsilon: float = 0.05, seed: int
     device = torch.device(device)
     q_network, config = load_model(checkpoint, device)
     options = dict(config.env_options)
-    if gif is not None:
-        # A screen to record: the raw frames of Atari, a drawing of the classic envs.
-        if config.env in ("CartPole-v1", "FrozenLake-v1"):
-            options["render"] = True
-        elif config.env not in envs.CLASSIC_ENV_IDS:
-            options["preprocess"] = "dqnfast"
+    if gif is not None:  # a screen to record
+        options.update(envs.render_options(config.env))
     env = envs.make(config.env, num_envs=num_envs, seed=seed, **options)
     rng = np.random.default_rng(seed)
     # Each env plays a fixed share of the episodes: keeping whichever episodes end first

@@ -2,12 +2,14 @@
 
 The fakes let the ops be traced by ``torch.compile``: every op only writes into
 tensors it is given, so its fake returns nothing. CUDA-graph capture is another
-matter, decided by what each CUDA kernel does on the host: ``replay_sample`` and
-``push_frames`` can be captured; ``preprocess_frames`` can once its geometry has run
+matter, decided by what each CUDA kernel does on the host: ``replay_sample``,
+``replay_update_priorities`` and ``push_frames`` can be captured; ``preprocess_frames`` can once its geometry has run
 outside the capture (its tables are uploaded to the GPU at that first call);
 ``replay_add`` cannot (it checks its env_ids on the host and uploads them at each
 call), and raises if asked to.
 """
+from typing import Optional
+
 import torch
 
 from dqnfast import _C  # noqa: F401  (registers torch.ops.dqnfast)
@@ -16,38 +18,62 @@ from dqnfast import _C  # noqa: F401  (registers torch.ops.dqnfast)
 def replay_add(storage: dict, rejected_adds: torch.Tensor, obs: torch.Tensor,
                next_obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
                terminated: torch.Tensor, truncated: torch.Tensor, env_ids: torch.Tensor,
-               frame_stack: int) -> None:
+               priority: Optional[torch.Tensor], frame_stack: int, n_step: int, alpha: float,
+               priority_eps: float) -> None:
     """Appends row i of the inputs to environment ``env_ids[i]`` of the replay
-    storage (in place). On the GPU a call whose ``next_obs`` does not continue its
-    ``obs`` writes nothing and adds 1 to ``rejected_adds`` (one int64 on the storage's
-    device) instead of raising; on the CPU it raises."""
+    storage (in place); a prioritized storage gives the new transitions
+    ``priority`` (raw, one per row) or, if None, the largest priority so far. On the
+    GPU a call whose ``next_obs`` does not continue its ``obs`` writes nothing and
+    adds 1 to ``rejected_adds`` (one int64 on the storage's device) instead of
+    raising; on the CPU it raises."""
     torch.ops.dqnfast.replay_add(
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
         storage["terminated"], storage["truncated"], storage["counters"], rejected_adds,
-        obs, next_obs, action, reward, terminated, truncated, env_ids, frame_stack)
+        storage.get("priority"), storage.get("sum_tree"), storage.get("min_tree"),
+        storage.get("max_priority"), obs, next_obs, action, reward, terminated, truncated,
+        env_ids, priority, frame_stack, n_step, alpha, priority_eps)
 
 
-def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int,
-                  out: dict) -> None:
-    """Writes the transitions picked by ``random_bits`` (one non-negative int64
-    each) into the preallocated tensors of ``out``."""
+def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int, n_step: int,
+                  gamma: float, beta: float, out: dict) -> None:
+    """Writes the n-step transitions picked by ``random_bits`` (one non-negative int64
+    each) into the preallocated tensors of ``out``: by priority if the storage has
+    trees, else uniformly."""
     torch.ops.dqnfast.replay_sample(
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
-        storage["terminated"], storage["counters"], random_bits, frame_stack,
-        out["obs"], out["next_obs"], out["action"], out["reward"], out["terminated"])
+        storage["terminated"], storage["truncated"], storage["counters"],
+        storage.get("sum_tree"), storage.get("min_tree"), random_bits, frame_stack, n_step,
+        gamma, beta, out["obs"], out["next_obs"], out["action"], out["reward"],
+        out["terminated"], out["discount"], out["index"], out["weight"])
+
+
+def replay_update_priorities(storage: dict, index: torch.Tensor, priority: torch.Tensor,
+                             n_step: int, alpha: float, priority_eps: float) -> None:
+    """Sets the priorities of the transitions ``index`` names (as sample gave it)."""
+    torch.ops.dqnfast.replay_update_priorities(
+        storage["priority"], storage["sum_tree"], storage["min_tree"], storage["max_priority"],
+        storage["counters"], index, priority, n_step, alpha, priority_eps)
 
 
 @torch.library.register_fake("dqnfast::replay_add")
 def _replay_add_fake(frames, obs_pos, action, reward, terminated, truncated, counters,
-                     rejected_adds, obs, next_obs, new_action, new_reward, new_terminated,
-                     new_truncated, env_ids, frame_stack):
+                     rejected_adds, priority, sum_tree, min_tree, max_priority, obs, next_obs,
+                     new_action, new_reward, new_terminated, new_truncated, env_ids,
+                     new_priority, frame_stack, n_step, alpha, priority_eps):
     return None
 
 
 @torch.library.register_fake("dqnfast::replay_sample")
-def _replay_sample_fake(frames, obs_pos, action, reward, terminated, counters, random_bits,
-                        frame_stack, out_obs, out_next_obs, out_action, out_reward,
-                        out_terminated):
+def _replay_sample_fake(frames, obs_pos, action, reward, terminated, truncated, counters,
+                        sum_tree, min_tree, random_bits, frame_stack, n_step, gamma, beta,
+                        out_obs, out_next_obs, out_action, out_reward, out_terminated,
+                        out_discount, out_index, out_weight):
+    return None
+
+
+@torch.library.register_fake("dqnfast::replay_update_priorities")
+def _replay_update_priorities_fake(priority, sum_tree, min_tree, max_priority, counters, index,
+                                   new_priority, n_step, alpha, priority_eps):
     return None
 
 

@@ -13,14 +13,22 @@ ArrayLike = Union[np.ndarray, torch.Tensor, Sequence, float, int, bool]
 # Spare frames beyond one per transition cost at most this many bytes per transition
 # (see ReplayBuffer's docstring: episode starts take frame_stack frames).
 _RESERVE_BYTES_PER_TRANSITION = 64
+# Per-environment counters of csrc/replay_layout.h.
+_NUM_COUNTERS = 5
 
 
 class Batch(NamedTuple):
     """One sampled batch, on the buffer's ``device``.
 
-    ``obs`` and ``next_obs`` are (batch, *obs_shape) of ``obs_dtype``; ``action`` int64,
-    ``reward`` float32 and ``terminated`` bool are (batch,). ``terminated`` says not to
-    bootstrap; truncated transitions bootstrap from their true final ``next_obs``.
+    ``obs`` and ``next_obs`` are (batch, *obs_shape) of ``obs_dtype``; the other fields
+    are (batch,). For n-step returns (``n_step=1``: one step) ``reward`` (float32) is the
+    discounted sum of the window's rewards and ``next_obs`` the observation after its
+    last step; ``discount`` (float32) multiplies the bootstrapped value: ``gamma ** k``
+    for a window of ``k`` steps, 0 if the episode terminated in it (``terminated``,
+    bool, says the same). Truncated windows bootstrap from their true final
+    ``next_obs``. ``action`` is the first step's (int64). ``index`` (int64) names the
+    transition for ``ReplayBuffer.update_priorities``; ``weight`` (float32) is its
+    importance weight (ones without prioritized replay).
     """
 
     obs: torch.Tensor
@@ -28,10 +36,14 @@ class Batch(NamedTuple):
     reward: torch.Tensor
     next_obs: torch.Tensor
     terminated: torch.Tensor
+    discount: torch.Tensor
+    index: torch.Tensor
+    weight: torch.Tensor
 
 
 class ReplayBuffer:
-    """A circular replay buffer for DQN that stores every frame once.
+    """A circular replay buffer for DQN that stores every frame once, with n-step
+    returns and proportional prioritized replay.
 
     Layout. The buffer is split evenly between the ``num_envs`` environments; each
     keeps its own stream, so environments never mix. Per environment there are two
@@ -47,43 +59,72 @@ class ReplayBuffer:
 
     Episode starts. When an environment's previous transition ended (terminated
     or truncated), or its ``obs`` is not the stored ``next_obs`` of its previous
-    transition, all ``k`` frames of ``obs`` are stored as they came (zero-padded
-    or repeated, whatever the environment gave). So a stack never spans two
-    episodes, and an episode of ``L`` steps takes ``L + k`` frames.
+    transition, a new stream starts: all ``k`` frames of ``obs`` are stored as they
+    came (zero-padded or repeated, whatever the environment gave). So a stack never
+    spans two episodes, and an episode of ``L`` steps takes ``L + k`` frames.
 
-    Validity. Transition ``n`` of an environment is valid iff
-    ``first_valid <= n < transitions_written``: its slot has not been reused
-    (``n >= transitions_written - capacity_per_env``) and its oldest frame has
-    not been overwritten (``p - k + 1 >= frames_written - frame_capacity_per_env``).
-    Both limits only move forward, so the valid transitions are one contiguous
-    run per environment and ``add`` advances ``first_valid`` in amortized O(1).
-    When short episodes use up the spare frames, the oldest transitions leave
-    early and ``len(buffer)`` stays below ``capacity``; pass a larger
-    ``frame_capacity`` to keep them. ``sample`` maps one uniform random number to
-    one valid transition in O(num_envs) without rejection.
+    n-step windows. The window of transition ``t`` is ``t, t+1, ...``: ``n_step``
+    transitions of its stream, fewer where the stream ends first (a terminated or
+    truncated transition, or a restart without either flag, which is treated like a
+    truncation: the window bootstraps from its last transition's own ``next_obs``).
+    A window of ``k`` steps gives ``reward`` = sum of ``gamma**i * r[t+i]`` over
+    ``i < k``, ``next_obs`` = that of ``t+k-1``, and ``discount`` = ``gamma**k``, or 0
+    if ``t+k-1`` terminated. Frames are not copied for this: n-step costs no memory.
 
-    Devices. ``storage_device`` holds the frames and metadata (host memory by
-    default; ``"cuda"`` keeps the whole buffer in GPU memory, added to and sampled
-    by CUDA kernels). ``device`` is where batches are delivered. ``"cuda"`` means the
-    current GPU and equals ``"cuda:<its index>"``: both devices are kept with their index.
+    Sampleable transitions. Transition ``n`` of an environment is sampleable iff
+    ``first_valid <= n < transitions_written - pending``. ``first_valid`` is the
+    oldest transition whose slot has not been reused (``n >= transitions_written -
+    capacity_per_env``) and whose oldest frame has not been overwritten (``p - k + 1
+    >= frames_written - frame_capacity_per_env``). ``pending`` is the newest
+    ``min(n_step - 1, length of the open stream)`` transitions of a stream still
+    running: their windows are not complete yet, so the last ``n_step - 1``
+    transitions written to an environment wait there until more steps (or the
+    episode's end) arrive. Both limits only move forward, so the sampleable
+    transitions are one contiguous run per environment, ``add`` advances them in
+    amortized O(1), and ``len(buffer)`` counts them. When short episodes use up the
+    spare frames, the oldest transitions leave early and ``len(buffer)`` stays below
+    ``capacity``; pass a larger ``frame_capacity`` to keep them.
+
+    Sampling. Uniform (default): one random number picks one sampleable transition
+    in O(num_envs), without rejection. Prioritized (``prioritized=True``):
+    transition ``i`` is drawn with probability ``p_i / sum(p)``, ``p_i = (|priority| +
+    priority_eps) ** alpha``; new transitions get the largest priority given so far (1
+    at first) unless ``add`` is passed theirs. Sum and min trees over all slots
+    (O(log capacity) per draw; sums in float64) hold only sampleable transitions; a
+    batch is stratified (draw ``b`` of ``B`` lies in the ``b``-th of ``B`` equal
+    slices of the total priority) and carries importance weights ``(N P(i)) **
+    -beta`` divided by the largest any sampleable transition could get. ``beta`` may be
+    changed between calls (annealing); ``update_priorities`` takes a batch's
+    ``index``: environment and absolute transition number, ``number * num_envs +
+    env``, so an update for a transition overwritten since it was sampled is
+    ignored.
+
+    Devices. ``storage_device`` holds the frames, metadata and trees (host memory
+    by default; ``"cuda"`` keeps the whole buffer in GPU memory, added to, sampled
+    and reprioritized by CUDA kernels without waiting for the GPU). ``device`` is
+    where batches are delivered. ``"cuda"`` means the current GPU and equals
+    ``"cuda:<its index>"``: both devices are kept with their index.
 
     Batches. ``sample`` writes into tensors preallocated per batch size (from host
     storage to a CUDA ``device``: pinned host memory, then one asynchronous copy).
     A returned ``Batch`` is valid until the next ``sample`` call with the same batch
     size; ``clone()`` what must outlive it.
 
-    Threads. ``add`` and ``sample`` hold one lock while they touch the storage,
-    so an acting thread may add while a learning thread samples.
+    Threads. ``add``, ``sample`` and ``update_priorities`` hold one lock while they
+    touch the storage, so an acting thread may add while a learning thread samples.
     """
 
     def __init__(self, capacity: int, obs_shape: Sequence[int], *, num_envs: int = 1,
                  frame_stack: int = 1, obs_dtype: torch.dtype = torch.uint8,
                  device: Union[str, torch.device] = "cpu", seed: Optional[int] = None,
                  frame_capacity: Optional[int] = None,
-                 storage_device: Union[str, torch.device] = "cpu"):
+                 storage_device: Union[str, torch.device] = "cpu", n_step: int = 1,
+                 gamma: float = 0.99, prioritized: bool = False, alpha: float = 0.6,
+                 beta: float = 0.4, priority_eps: float = 1e-6):
         _require_int("num_envs", num_envs, minimum=1)
         _require_int("frame_stack", frame_stack, minimum=1)
         _require_int("capacity", capacity, minimum=num_envs)
+        _require_int("n_step", n_step, minimum=1)
         obs_shape = tuple(obs_shape)
         if not obs_shape or not all(isinstance(d, int) and d > 0 for d in obs_shape):
             raise ValueError(f"obs_shape must be a non-empty tuple of positive ints, got {obs_shape}")
@@ -92,6 +133,16 @@ class ReplayBuffer:
                              f"{frame_stack} (stacked frames first), got {obs_shape}")
         if not isinstance(obs_dtype, torch.dtype):
             raise TypeError(f"obs_dtype must be a torch.dtype, got {obs_dtype!r}")
+        per_env = capacity // num_envs
+        if per_env < n_step:
+            raise ValueError(f"capacity // num_envs must be at least n_step={n_step} (a whole "
+                             f"window per environment), got {per_env}")
+        self.gamma = _require_fraction("gamma", gamma)
+        if not isinstance(prioritized, bool):
+            raise TypeError(f"prioritized must be a bool, got {type(prioritized).__name__}")
+        self.alpha = _require_fraction("alpha", alpha)
+        self.beta = beta  # checked by the property
+        self.priority_eps = _require_priority_eps(priority_eps)
         self.device = _checked_device(device, "device")
         self.storage_device = _checked_device(storage_device, "storage_device")
         if self.storage_device.type == "cuda" and not _has_cuda_kernels():
@@ -104,13 +155,15 @@ class ReplayBuffer:
         self.num_envs = num_envs
         self.frame_stack = frame_stack
         self.obs_dtype = obs_dtype
+        self.n_step = n_step
+        self.prioritized = prioritized
         frame_shape = obs_shape[1:] if frame_stack > 1 else obs_shape
-        per_env = capacity // num_envs
         if frame_capacity is None:
             frame_bytes = math.prod(frame_shape) * obs_dtype.itemsize
             reserve = math.ceil(per_env * _RESERVE_BYTES_PER_TRANSITION / frame_bytes)
             frame_capacity = (per_env + min(per_env * frame_stack, max(frame_stack + 1, reserve))) * num_envs
-        _require_int("frame_capacity", frame_capacity, minimum=(frame_stack + 1) * num_envs)
+        # A whole window's frames must fit, else its first transition is evicted first.
+        _require_int("frame_capacity", frame_capacity, minimum=(frame_stack + n_step) * num_envs)
         self.frame_capacity = frame_capacity
 
         on = dict(device=self.storage_device)
@@ -121,8 +174,17 @@ class ReplayBuffer:
             "reward": torch.zeros((num_envs, per_env), dtype=torch.float32, **on),
             "terminated": torch.zeros((num_envs, per_env), dtype=torch.bool, **on),
             "truncated": torch.zeros((num_envs, per_env), dtype=torch.bool, **on),
-            "counters": torch.zeros((num_envs, 4), dtype=torch.int64, **on),
+            "counters": torch.zeros((num_envs, _NUM_COUNTERS), dtype=torch.int64, **on),
         }
+        if prioritized:
+            # One tree over all slots, leaves padded to a power of two (see csrc/priority_tree.h).
+            nodes = 2 << (num_envs * per_env - 1).bit_length()
+            self._storage.update({
+                "priority": torch.zeros((num_envs, per_env), dtype=torch.float32, **on),
+                "sum_tree": torch.zeros(nodes, dtype=torch.float64, **on),
+                "min_tree": torch.full((nodes,), math.inf, dtype=torch.float32, **on),
+                "max_priority": torch.ones(1, dtype=torch.float32, **on),
+            })
         self._generator = torch.Generator(device=self.storage_device)
         if seed is None:
             self._generator.seed()
@@ -137,11 +199,20 @@ class ReplayBuffer:
         self._outputs = {}
         self._lock = threading.Lock()
 
+    @property
+    def beta(self) -> float:
+        """Exponent of the importance weights, in [0, 1]; may change between samples."""
+        return self._beta
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        self._beta = _require_fraction("beta", value)
+
     # -- adding -------------------------------------------------------------------------
 
     def add(self, obs: ArrayLike, action: ArrayLike, reward: ArrayLike, next_obs: ArrayLike,
             terminated: ArrayLike, truncated: ArrayLike, *,
-            env_ids: Optional[ArrayLike] = None) -> None:
+            env_ids: Optional[ArrayLike] = None, priority: Optional[ArrayLike] = None) -> None:
         """Adds one transition per environment; each argument has leading dim num_envs.
 
         ``next_obs`` is the observation the step returned: for a terminated or
@@ -149,6 +220,9 @@ class ReplayBuffer:
         ``env_ids`` (distinct indices) adds row i to environment ``env_ids[i]`` only,
         for vector envs that spend a step on resetting (envpool, gymnasium's
         next-step autoreset): leave those environments out of that step's add.
+        ``priority`` (prioritized buffers; finite, non-negative, one per row, e.g.
+        an actor's |TD error|) replaces the largest priority so far as the new
+        transitions' priority.
 
         A call whose ``next_obs[:, :-1]`` is not ``obs[:, 1:]`` raises ValueError and
         stores nothing. With GPU storage, ``add`` never waits for the GPU (acting
@@ -173,20 +247,32 @@ class ReplayBuffer:
             # Checked on the host: distinct and in range.
             env_ids = _cast(_to_device(_as_tensor(env_ids, "env_ids"), torch.device("cpu")),
                             "env_ids", torch.int64, _is_integer, "an integer dtype")
+        if priority is not None:
+            if not self.prioritized:
+                raise ValueError("add(priority=...) needs a prioritized buffer (prioritized=True)")
+            priority = _cast(_to_device(_as_tensor(priority, "priority"), self.storage_device),
+                             "priority", torch.float32, _is_floating, "a floating dtype")
         obs, next_obs, action, reward, terminated, truncated = (
             _to_device(t, self.storage_device)
             for t in (obs, next_obs, action, reward, terminated, truncated))
         with self._lock:
             ops.replay_add(self._storage, self._rejected_adds, obs, next_obs, action, reward,
-                           terminated, truncated, env_ids, self.frame_stack)
+                           terminated, truncated, env_ids, priority, self.frame_stack,
+                           self.n_step, self.alpha, self.priority_eps)
 
     # -- sampling -----------------------------------------------------------------------
 
     def __len__(self) -> int:
+        """The number of sampleable transitions."""
         counters = self._counters_view
         if counters is None:  # GPU storage: this waits for the GPU
             counters = self._device_counters()
-        return int(counters[:, 0].sum() - counters[:, 2].sum())
+        written, first_valid = counters[:, 0], counters[:, 2]
+        if self.n_step == 1:
+            return int(written.sum() - first_valid.sum())
+        stream_open, stream_start = counters[:, 3], counters[:, 4]
+        pending = stream_open * np.minimum(self.n_step - 1, written - stream_start)
+        return int(np.maximum(written - pending - first_valid, 0).sum())
 
     def _device_counters(self) -> np.ndarray:
         """The counters of GPU storage, read in one copy with the count of adds the GPU
@@ -205,7 +291,8 @@ class ReplayBuffer:
         return state[:-1].reshape(counters.shape)
 
     def sample(self, batch_size: int) -> Batch:
-        """Samples ``batch_size`` transitions uniformly (with replacement) from those stored."""
+        """Samples ``batch_size`` sampleable transitions (with replacement): uniformly,
+        or stratified by priority with ``prioritized=True``."""
         _require_int("batch_size", batch_size, minimum=1)
         with self._lock:
             stored = len(self)
@@ -223,6 +310,30 @@ class ReplayBuffer:
                     tensor.copy_(staging[name], non_blocking=True)
                 copied.record()
         return Batch(**out)
+
+    def update_priorities(self, index: ArrayLike, priority: ArrayLike) -> None:
+        """Sets ``p_i = (|priority_i| + priority_eps) ** alpha`` for the transitions a
+        batch's ``index`` names (on any device; e.g. the batch's |TD errors|).
+
+        A transition overwritten since it was sampled (or no longer sampleable) is
+        left alone. Of duplicate indices in one call the largest priority wins.
+        Priorities must be finite and non-negative, and indices must come from this
+        buffer: on host storage anything else raises ValueError and changes nothing.
+        On GPU storage the values are not read on the host (no waiting for the GPU,
+        so the call can be captured in a CUDA graph): such entries are skipped.
+        """
+        if not self.prioritized:
+            raise ValueError("update_priorities needs a prioritized buffer (prioritized=True)")
+        index = _cast(_to_device(_as_tensor(index, "index"), self.storage_device), "index",
+                      torch.int64, _is_integer, "an integer dtype")
+        priority = _cast(_to_device(_as_tensor(priority, "priority"), self.storage_device),
+                         "priority", torch.float32, _is_floating, "a floating dtype")
+        if index.dim() != 1 or priority.shape != index.shape:
+            raise ValueError(f"expected index and priority of the same shape (batch,), got "
+                             f"{tuple(index.shape)} and {tuple(priority.shape)}")
+        with self._lock:
+            ops.replay_update_priorities(self._storage, index, priority, self.n_step, self.alpha,
+                                         self.priority_eps)
 
     @property
     def generator(self) -> torch.Generator:
@@ -252,7 +363,8 @@ class ReplayBuffer:
         """Draws len(staging["action"]) transitions into the tensors ``staging``."""
         random_bits = torch.randint(0, 2**62, staging["action"].shape, generator=self._generator,
                                     device=self.storage_device)
-        ops.replay_sample(self._storage, random_bits, self.frame_stack, staging)
+        ops.replay_sample(self._storage, random_bits, self.frame_stack, self.n_step, self.gamma,
+                          self.beta, staging)
 
     def _output_tensors(self, batch_size: int):
         """(tensors the op writes, tensors returned, CUDA event of the copy between or None)."""
@@ -267,6 +379,9 @@ class ReplayBuffer:
                 "action": torch.empty(batch_size, dtype=torch.int64, **on),
                 "reward": torch.empty(batch_size, dtype=torch.float32, **on),
                 "terminated": torch.empty(batch_size, dtype=torch.bool, **on),
+                "discount": torch.empty(batch_size, dtype=torch.float32, **on),
+                "index": torch.empty(batch_size, dtype=torch.int64, **on),
+                "weight": torch.empty(batch_size, dtype=torch.float32, **on),
             }
             if copied:
                 out = {name: torch.empty_like(t, device=self.device) for name, t in staging.items()}
@@ -280,10 +395,14 @@ class ReplayBuffer:
     def _config(self) -> dict:
         return {"capacity": self.capacity, "obs_shape": list(self.obs_shape),
                 "num_envs": self.num_envs, "frame_stack": self.frame_stack,
-                "obs_dtype": str(self.obs_dtype), "frame_capacity": self.frame_capacity}
+                "obs_dtype": str(self.obs_dtype), "frame_capacity": self.frame_capacity,
+                "n_step": self.n_step, "gamma": self.gamma, "prioritized": self.prioritized,
+                "alpha": self.alpha, "priority_eps": self.priority_eps}
 
     def state_dict(self) -> dict:
-        """The buffer's own storage tensors (not copies) plus its config and RNG state.
+        """The buffer's own storage tensors (not copies; with prioritized replay the
+        trees, priorities and largest priority too) plus its config and RNG state.
+        ``beta`` is not part of it: set it after loading, as its schedule has it.
 
         Save it before the next ``add``; ``torch.save`` writes the tensors directly,
         so a full buffer is checkpointed without a second copy in memory.
@@ -337,7 +456,7 @@ class ReplayBuffer:
         # lock and the cached output tensors are rebuilt, not copied.
         with self._lock:
             return {"device": str(self.device), "storage_device": str(self.storage_device),
-                    **self.state_dict()}
+                    "beta": self.beta, **self.state_dict()}
 
     def __setstate__(self, state: dict) -> None:
         config = state["config"]
@@ -345,7 +464,10 @@ class ReplayBuffer:
                       frame_stack=config["frame_stack"],
                       obs_dtype=getattr(torch, config["obs_dtype"].removeprefix("torch.")),
                       device=state["device"], frame_capacity=config["frame_capacity"],
-                      storage_device=state["storage_device"])
+                      storage_device=state["storage_device"], n_step=config["n_step"],
+                      gamma=config["gamma"], prioritized=config["prioritized"],
+                      alpha=config["alpha"], beta=state["beta"],
+                      priority_eps=config["priority_eps"])
         self.load_state_dict({k: state[k] for k in ("config", "storage", "generator")})
 
     @property
@@ -356,7 +478,8 @@ class ReplayBuffer:
     def __repr__(self) -> str:
         return (f"ReplayBuffer(len={len(self)}, capacity={self.capacity}, obs_shape={self.obs_shape}, "
                 f"num_envs={self.num_envs}, frame_stack={self.frame_stack}, "
-                f"obs_dtype={self.obs_dtype}, device={self.device})")
+                f"obs_dtype={self.obs_dtype}, n_step={self.n_step}, "
+                f"prioritized={self.prioritized}, device={self.device})")
 
 
 def _checked_device(device, name: str) -> torch.device:
@@ -417,8 +540,31 @@ def _require_int(name: str, value, *, minimum: int) -> None:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
 
 
+def _require_fraction(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return float(value)
+
+
+def _require_priority_eps(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"priority_eps must be a float, got {type(value).__name__}")
+    # At least float32's smallest normal number: every priority stays positive.
+    tiny = torch.finfo(torch.float32).tiny
+    if not tiny <= value < math.inf:
+        raise ValueError(f"priority_eps must be positive and finite (at least {tiny:.3g}), "
+                         f"got {value}")
+    return float(value)
+
+
 def _is_integer(dtype: torch.dtype) -> bool:
     return not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
+
+
+def _is_floating(dtype: torch.dtype) -> bool:
+    return dtype.is_floating_point
 
 
 def _is_real(dtype: torch.dtype) -> bool:

@@ -5,6 +5,7 @@ the transitions in the compiled replay buffer, update the Q-network on sampled
 batches, sync the target network, log, checkpoint. Settings: ``dqnfast.config``.
 """
 import copy
+import importlib.util
 import math
 import random
 import sys
@@ -26,6 +27,8 @@ from dqnfast.replay_buffer import ReplayBuffer
 from dqnfast.run_log import RunLog, truncate_to_step
 from dqnfast.update import GraphedUpdate, Update
 
+# What the loop imports beyond dqnfast's own dependencies: the `train` extra installs them.
+TRAIN_EXTRA_MODULES = ("gymnasium", "tqdm")
 LOG_INTERVAL_UPDATES = 100  # reading the loss back syncs the GPU: not every update
 RETURN_WINDOW = 100  # episodes in the mean that decides "solved" and the best model
 
@@ -95,6 +98,9 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
         raise RuntimeError("--cuda was given, but torch sees no CUDA GPU "
                            f"(torch {torch.__version__}, CUDA {torch.version.cuda})")
     device = torch.device("cuda" if cfg.cuda else "cpu")
+    # First the env: one that DQN cannot run (continuous actions, say) stops here,
+    # before a run folder is made.
+    env = envs.make(cfg.env, num_envs=cfg.num_envs, seed=cfg.seed, **cfg.env_options)
     run_dir = Path(resume_dir or cfg.run_dir or Path("runs") / (
         f"{cfg.env}__{cfg.preset}__{cfg.seed}__{datetime.now():%Y%m%d-%H%M%S}"))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +113,6 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
-    env = envs.make(cfg.env, num_envs=cfg.num_envs, seed=cfg.seed, **cfg.env_options)
     q_network = make_q_network(env.obs_shape, env.obs_dtype, env.num_actions,
                                dueling=cfg.dueling, hidden=cfg.hidden).to(device)
     target_network = copy.deepcopy(q_network).requires_grad_(False)
@@ -224,7 +229,16 @@ def _progress_bar(cfg: Config, step: int):
                 file=sys.stderr)
 
 
+def require_train_extra() -> None:
+    missing = [m for m in TRAIN_EXTRA_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SystemExit(f"python -m dqnfast.train needs the 'train' extra (missing: "
+                         f"{', '.join(missing)}): pip install --no-build-isolation -e '.[train]' "
+                         "in the dqnfast source tree (or: make setup)")
+
+
 def main(argv=None) -> None:
+    require_train_extra()
     cfg, resume_dir = parse_args(argv)
     train(cfg, resume_dir)
 

@@ -47,7 +47,8 @@ class Update:
             torch._foreach_copy_(self._target, self._online)
 
     def _step(self, batch) -> UpdateStats:
-        result = dqn_loss(self.q_network, self.target_network, *batch, gamma=self.gamma,
+        result = dqn_loss(self.q_network, self.target_network, batch.obs, batch.action,
+                          batch.reward, batch.next_obs, batch.terminated, gamma=self.gamma,
                           loss=self.loss, double_dqn=self.double_dqn)
         self.optimizer.zero_grad(set_to_none=True)
         result.loss.backward()

@@ -1,30 +1,101 @@
-"""Naive references the compiled code is checked against."""
+"""Naive references the compiled code is checked against, and the helpers the CPU and
+GPU tests share (nothing here needs more than numpy and torch)."""
 import collections
 
 import numpy as np
+import torch
 
 
 class NaiveReplayBuffer:
-    """Keeps full copies of the last ``capacity // num_envs`` transitions of each env.
+    """Keeps full copies of the newest transitions and derives from them, by the documented
+    rules alone, which transitions the buffer holds and what an n-step sample of each
+    must be.
 
-    Rewards double as unique transition ids in the tests, so a sampled transition
-    is found by its reward.
+    Per env: transition n is held iff it is among the last ``capacity // num_envs``
+    and its oldest frame is among the last ``frame_capacity // num_envs`` frames
+    written (a stream start writes its ``k`` frames, every transition one more). It is
+    sampleable iff held and its window is complete: ``n_step`` transitions of its
+    stream, or fewer where the stream ended (a flag, or a next transition whose obs is
+    not this one's next_obs).
     """
 
-    def __init__(self, capacity, num_envs):
-        per_env = capacity // num_envs
-        self.envs = [collections.deque(maxlen=per_env) for _ in range(num_envs)]
+    def __init__(self, capacity, num_envs, *, n_step=1, gamma=0.99, frame_stack=1,
+                 frame_capacity=None):
+        self.per_env, self.n_step, self.gamma, self.k = capacity // num_envs, n_step, gamma, frame_stack
+        # Without frame_capacity: frames never run out.
+        self.frames_per_env = None if frame_capacity is None else frame_capacity // num_envs
+        # The newest per_env transitions of each env (older ones are never held again);
+        # envs[e][i] is transition first_kept[e] + i.
+        self.envs = [collections.deque(maxlen=self.per_env) for _ in range(num_envs)]
+        self.first_kept = [0] * num_envs
+        self.frames_written = [0] * num_envs
 
-    def add(self, obs, action, reward, next_obs, terminated, env_ids=None):
+    @classmethod
+    def like(cls, rb):
+        """A reference configured as ``rb``."""
+        return cls(rb.capacity, rb.num_envs, n_step=rb.n_step, gamma=rb.gamma,
+                   frame_stack=rb.frame_stack, frame_capacity=rb.frame_capacity)
+
+    def add(self, obs, action, reward, next_obs, terminated, env_ids=None, truncated=None):
         env_ids = range(len(self.envs)) if env_ids is None else env_ids
         for row, env in enumerate(env_ids):
-            self.envs[env].append((np.array(obs[row]), int(action[row]), float(reward[row]),
-                                   np.array(next_obs[row]), bool(terminated[row])))
+            held = self.envs[env]
+            obs_row = np.array(obs[row])
+            trunc = bool(truncated[row]) if truncated is not None else False
+            continues = bool(held) and not held[-1]["stream_ends"] \
+                and np.array_equal(obs_row, held[-1]["next_obs"])
+            if held and not continues:
+                held[-1]["stream_ends"] = True  # a restart without a flag
+            if not continues:
+                self.frames_written[env] += self.k
+            if len(held) == self.per_env:
+                self.first_kept[env] += 1  # the deque drops its oldest
+            held.append(dict(obs=obs_row, action=int(action[row]), reward=float(reward[row]),
+                             next_obs=np.array(next_obs[row]), terminated=bool(terminated[row]),
+                             newest_frame=self.frames_written[env] - 1,
+                             stream_ends=bool(terminated[row]) or trunc))
+            self.frames_written[env] += 1
 
-    def newest(self, env, count):
-        """The ``count`` newest transitions of ``env``, keyed by reward."""
-        held = list(self.envs[env])
-        return {t[2]: t for t in held[len(held) - count:]} if count else {}
+    def transition(self, env, n):
+        return self.envs[env][n - self.first_kept[env]]
+
+    def written(self, env):
+        return self.first_kept[env] + len(self.envs[env])
+
+    def held(self, env):
+        """Absolute numbers of the transitions env holds."""
+        first, end = self.first_kept[env], self.written(env)
+        if self.frames_per_env is not None:
+            oldest_frame = self.frames_written[env] - self.frames_per_env
+            while first < end and self.transition(env, first)["newest_frame"] - self.k + 1 < oldest_frame:
+                first += 1
+        return range(first, end)
+
+    def window(self, env, n):
+        """The transitions of n's n-step window, or None while it is incomplete."""
+        steps = []
+        for m in range(n, n + self.n_step):
+            if m >= self.written(env):
+                return None
+            steps.append(self.transition(env, m))
+            if steps[-1]["stream_ends"]:
+                break
+        return steps
+
+    def sampleable(self):
+        """{(env, n): expected n-step transition} of every sampleable transition."""
+        out = {}
+        for env in range(len(self.envs)):
+            for n in self.held(env):
+                steps = self.window(env, n)
+                if steps is None:
+                    continue
+                reward = sum(self.gamma ** i * t["reward"] for i, t in enumerate(steps))
+                terminated = steps[-1]["terminated"]
+                out[(env, n)] = dict(obs=steps[0]["obs"], action=steps[0]["action"], reward=reward,
+                                     next_obs=steps[-1]["next_obs"], terminated=terminated,
+                                     discount=0.0 if terminated else self.gamma ** len(steps))
+        return out
 
 
 class EpisodeStreams:
@@ -78,28 +149,69 @@ class EpisodeStreams:
         return obs, action, reward, next_obs.copy(), terminated, truncated
 
 
-def per_env_valid_counts(rb):
-    counters = rb.state_dict()["storage"]["counters"]
-    return (counters[:, 0] - counters[:, 2]).tolist()
+def per_env_sampleable_counts(rb):
+    """Sampleable transitions per env, from the buffer's own counters."""
+    written, _, first_valid, stream_open, stream_start = \
+        rb.state_dict()["storage"]["counters"].cpu().numpy().T
+    pending = stream_open * np.minimum(rb.n_step - 1, written - stream_start)
+    return (written - pending - first_valid).tolist()
+
+
+def decode_index(rb, index):
+    """(env, absolute transition number) of a batch's index entry."""
+    return index % rb.num_envs, index // rb.num_envs
+
+
+def check_batch_row(batch, i, expected):
+    """Row i of a batch equals the reference's n-step transition (rewards to float32 rounding)."""
+    np.testing.assert_array_equal(batch.obs[i].cpu().numpy(), expected["obs"])
+    np.testing.assert_array_equal(batch.next_obs[i].cpu().numpy(), expected["next_obs"])
+    assert batch.action[i].item() == expected["action"]
+    assert batch.terminated[i].item() == expected["terminated"]
+    np.testing.assert_allclose(batch.reward[i].item(), expected["reward"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(batch.discount[i].item(), expected["discount"], rtol=1e-6)
 
 
 def check_against_reference(rb, ref, draws):
-    """Every sampled transition is bit-identical to one of the newest the reference
-    holds, and the samples cover exactly the newest len_e transitions of each env.
-    Batches may be on any device."""
-    expected = {}
-    for env, count in enumerate(per_env_valid_counts(rb)):
-        expected.update(ref.newest(env, count))
+    """Every sampled transition is the reference's n-step transition of the one its
+    index names, bit for bit; the buffer's sampleable count is the reference's."""
+    expected = ref.sampleable()
     assert len(expected) == len(rb) <= rb.capacity
     seen = set()
     for _ in range(draws):
         batch = rb.sample(len(rb))
-        for i, reward in enumerate(batch.reward.tolist()):
-            assert reward in expected, f"sampled transition {reward} is not held"
-            obs, action, _, next_obs, terminated = expected[reward]
-            np.testing.assert_array_equal(batch.obs[i].cpu().numpy(), obs)
-            np.testing.assert_array_equal(batch.next_obs[i].cpu().numpy(), next_obs)
-            assert batch.action[i].item() == action
-            assert batch.terminated[i].item() == terminated
-            seen.add(reward)
+        for i, index in enumerate(batch.index.tolist()):
+            key = decode_index(rb, index)
+            assert key in expected, f"sampled transition {key} is not sampleable"
+            check_batch_row(batch, i, expected[key])
+            seen.add(key)
     return seen, expected
+
+
+def replay_op_args(rb, streams, batch_size, device="cpu"):
+    """Arguments of each replay op on a copy of rb's storage: {op: args}."""
+    storage = {n: t.clone() for n, t in rb._storage.items()}
+    obs, action, reward, next_obs, terminated, truncated = (
+        torch.as_tensor(x).to(device) for x in streams.step())
+    trees = [storage.get(n) for n in ("priority", "sum_tree", "min_tree", "max_priority")]
+    priority = torch.rand(2, device=device) if rb.prioritized else None
+    add = (storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
+           storage["terminated"], storage["truncated"], storage["counters"],
+           torch.zeros(1, dtype=torch.int64, device=device), *trees, obs, next_obs,
+           action.long(), reward.float(), terminated, truncated, torch.tensor([1, 0]),
+           priority, rb.frame_stack, rb.n_step, rb.alpha, rb.priority_eps)
+    batch = rb.sample(batch_size)
+    out = [torch.empty_like(getattr(batch, name)) for name in
+           ("obs", "next_obs", "action", "reward", "terminated", "discount", "index", "weight")]
+    bits = torch.randint(0, 2**62, (batch_size,), device=device)
+    sample = (storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
+              storage["terminated"], storage["truncated"], storage["counters"],
+              storage.get("sum_tree"), storage.get("min_tree"), bits, rb.frame_stack, rb.n_step,
+              rb.gamma, rb.beta, *out)
+    ops = {torch.ops.dqnfast.replay_add.default: add,
+           torch.ops.dqnfast.replay_sample.default: sample}
+    if rb.prioritized:
+        ops[torch.ops.dqnfast.replay_update_priorities.default] = (
+            *trees, storage["counters"], batch.index.clone(), torch.rand(batch_size, device=device),
+            rb.n_step, rb.alpha, rb.priority_eps)
+    return ops

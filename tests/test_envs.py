@@ -6,7 +6,7 @@ import torch
 import dqnfast
 from dqnfast import envs
 
-pytest.importorskip("gymnasium")
+gymnasium = pytest.importorskip("gymnasium")
 HAS_ENVPOOL = envs._importable("envpool")
 HAS_ALE = envs._importable("ale_py")
 HAS_PYGAME = envs._importable("pygame")
@@ -203,6 +203,53 @@ def test_frozen_lake():
     assert ((obs == 0) | (obs == 1)).all() and (obs.sum(1) == 1).all()
 
 
+def test_gymnasium_env_truncated_by_its_time_limit():
+    # MountainCar-v0 through the generic setup: random play never reaches the flag, so
+    # each episode ends truncated by the registered limit of 200 steps, then a reset step.
+    with envs.make("MountainCar-v0", num_envs=3, seed=0) as env:
+        assert (env.obs_shape, env.obs_dtype, env.num_actions, env.frame_stack) == (
+            (2,), torch.float32, 3, 1)
+        episodes, _ = play(env, 450)
+    assert len(episodes) == 3 * 2
+    for ep in episodes:
+        assert ep["truncated"] and not ep["terminated"]
+        assert ep["length"] == ep["steps"] == 200 and ep["return"] == ep["summed"] == -200
+
+
+def test_gymnasium_env_options():
+    # (Terminations through the same setup: CartPole-v1, test_cartpole.)
+    with envs.make("Acrobot-v1", num_envs=2, seed=0, max_episode_steps=20, render=True) as env:
+        assert (env.obs_shape, env.obs_dtype, env.num_actions) == ((6,), torch.float32, 3)
+        episodes, _ = play(env, 50)
+        assert env.render().shape == (500, 500, 3)
+    assert len(episodes) == 2 * 2
+    assert all(ep["truncated"] and ep["length"] == 20 and ep["return"] == -20 for ep in episodes)
+    with pytest.raises(TypeError, match="unexpected option.*frame_stack.*max_episode_steps, render"):
+        envs.make("Acrobot-v1", frame_stack=4)
+
+
+class _Screen(gymnasium.Env):
+    """Discrete actions, but a 2-D observation: the generic setup refuses it."""
+    observation_space = gymnasium.spaces.Box(0, 255, (8, 8), np.uint8)
+    action_space = gymnasium.spaces.Discrete(2)
+
+
+gymnasium.register("dqnfast-test/Screen-v0", entry_point=_Screen)
+
+
+@pytest.mark.parametrize("env_id, match", [
+    ("Pendulum-v1", r"Pendulum-v1 has the action space Box\(-2\.0, 2\.0, \(1,\), float32\); "
+                    r"DQN needs a discrete one"),
+    ("MountainCarContinuous-v0", r"action space Box\(-1\.0, 1\.0, \(1,\), float32\)"),
+    ("FrozenLake8x8-v1", r"observation space Discrete\(64\); expected a 1-D Box"),
+    ("Blackjack-v1", r"observation space Tuple\(Discrete\(32\), .*expected a 1-D Box"),
+    ("dqnfast-test/Screen-v0", r"observation space Box\(0, 255, \(8, 8\), uint8\); expected a 1-D Box"),
+])
+def test_gymnasium_env_dqn_cannot_run_is_refused(env_id, match):
+    with pytest.raises(ValueError, match=match):
+        envs.make(env_id, num_envs=2)
+
+
 @pytest.mark.skipif(not HAS_PYGAME, reason="CartPole-pixels renders with pygame")
 def test_cartpole_pixels():
     with envs.make("CartPole-pixels", num_envs=2, seed=0) as env:
@@ -274,6 +321,7 @@ def test_dqnfast_preprocessing_matches_native(backend, game, steps):
     pytest.param("Pong-v5", {"backend": "ale"}, marks=needs_ale),
     ("CartPole-v1", {}),
     ("FrozenLake-v1", {}),
+    ("Acrobot-v1", {}),
 ])
 def test_seeded(env_id, options):
     def trajectory(seed):
@@ -317,7 +365,7 @@ def test_pong_feeds_the_replay_buffer(mode):
 
 def test_unknown_env_id_lists_what_is_supported():
     with pytest.raises(ValueError) as error:
-        envs.make("CartPole-v0")
+        envs.make("CartPole-v9")  # gymnasium knows v0 and v1
     message = str(error.value)
     assert "CartPole-v1" in message and "FrozenLake-v1" in message and "CartPole-pixels" in message
     if HAS_ENVPOOL or HAS_ALE:

@@ -9,8 +9,9 @@ BATCH_SIZE = 16
 
 
 def textbook_loss(q_network, target_network, obs, action, reward, next_obs, terminated, *,
-                  gamma, loss, double_dqn):
-    """The loss written out one transition at a time, as the textbooks explain it."""
+                  gamma=None, loss, double_dqn, discount=None, weight=None, td_errors=None):
+    """The loss written out one transition at a time, as the textbooks explain it
+    (``td_errors``, a list, receives each Q(s, a) - y)."""
     per_sample = []
     for i in range(len(obs)):
         q_taken = q_network(obs[i:i + 1])[0, action[i]]
@@ -20,14 +21,18 @@ def textbook_loss(q_network, target_network, obs, action, reward, next_obs, term
                 next_value = next_q[q_network(next_obs[i:i + 1])[0].argmax()]
             else:
                 next_value = next_q.max()
-            target = reward[i] + gamma * next_value * (1 - float(terminated[i]))
+            bootstrap = gamma if discount is None else discount[i]
+            target = reward[i] + bootstrap * next_value * (1 - float(terminated[i]))
         error = q_taken - target
+        if td_errors is not None:
+            td_errors.append(error.detach())
         if loss == "mse":
-            per_sample.append(error ** 2)
+            sample_loss = error ** 2
         elif abs(error) < 1:  # Huber with delta 1
-            per_sample.append(0.5 * error ** 2)
+            sample_loss = 0.5 * error ** 2
         else:
-            per_sample.append(abs(error) - 0.5)
+            sample_loss = abs(error) - 0.5
+        per_sample.append(sample_loss if weight is None else weight[i] * sample_loss)
     return sum(per_sample) / len(per_sample)
 
 
@@ -78,6 +83,41 @@ def test_loss_and_gradients_match_the_per_sample_loop(make_case, loss, double_dq
     obs, action = batch[0], batch[1]
     torch.testing.assert_close(result.q_taken, q_network(obs)[torch.arange(BATCH_SIZE), action])
     assert not result.q_taken.requires_grad
+
+
+@pytest.mark.parametrize("make_case", [mlp_case, cnn_case], ids=["mlp", "nature-cnn"])
+@pytest.mark.parametrize("loss", ["huber", "mse"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["uniform", "weighted"])
+def test_n_step_discounts_weights_and_td_errors_match_the_per_sample_loop(make_case, loss, weighted):
+    q_network, target_network, batch = random_batch(make_case)
+    generator = torch.Generator().manual_seed(1)
+    # n-step batches: gamma^k for windows of k = 1..3 steps, 0 where the episode terminated.
+    discount = GAMMA ** torch.randint(1, 4, (BATCH_SIZE,), generator=generator).float()
+    discount[batch[4]] = 0.0
+    weight = torch.rand(BATCH_SIZE, generator=generator) if weighted else None
+    params = list(q_network.parameters())
+
+    result = dqn_loss(q_network, target_network, *batch, discount=discount, weight=weight,
+                      loss=loss, double_dqn=True)
+    td_errors = []
+    expected = textbook_loss(q_network, target_network, *batch, discount=discount, weight=weight,
+                             loss=loss, double_dqn=True, td_errors=td_errors)
+
+    torch.testing.assert_close(result.loss, expected)
+    for grad, expected_grad in zip(torch.autograd.grad(result.loss, params),
+                                   torch.autograd.grad(expected, params)):
+        torch.testing.assert_close(grad, expected_grad)
+    torch.testing.assert_close(result.td_error, torch.stack(td_errors))
+    assert not result.td_error.requires_grad
+
+
+def test_a_constant_discount_is_gamma():
+    q_network, target_network, batch = random_batch(mlp_case)
+    with_gamma = dqn_loss(q_network, target_network, *batch, gamma=GAMMA)
+    with_discount = dqn_loss(q_network, target_network, *batch,
+                             discount=torch.full((BATCH_SIZE,), GAMMA))
+    torch.testing.assert_close(with_discount.loss, with_gamma.loss)
+    torch.testing.assert_close(with_discount.td_error, with_gamma.td_error)
 
 
 def test_the_batch_exercises_both_huber_branches():
@@ -144,8 +184,20 @@ def test_bad_batches_raise_clearly(mutate, error, message):
     ({"gamma": GAMMA, "loss": "l1"}, "loss must be one of"),
     ({"gamma": 1.5}, r"gamma must be in \[0, 1\]"),
     ({"gamma": -0.1}, r"gamma must be in \[0, 1\]"),
+    ({}, "either gamma .* or discount .*, not neither"),
+    ({"gamma": GAMMA, "discount": torch.ones(BATCH_SIZE)}, "not both"),
+    ({"discount": torch.ones(BATCH_SIZE, 1)}, r"discount must have shape \(batch,\)"),
+    ({"gamma": GAMMA, "weight": torch.ones(BATCH_SIZE - 1)}, r"weight must have shape \(batch,\)"),
 ])
 def test_bad_options_raise_clearly(options, message):
     q_network, target_network, batch = random_batch(mlp_case)
     with pytest.raises(ValueError, match=message):
+        dqn_loss(q_network, target_network, *batch, **options)
+
+
+@pytest.mark.parametrize("name", ["discount", "weight"])
+def test_integer_discounts_or_weights_are_refused(name):
+    q_network, target_network, batch = random_batch(mlp_case)
+    options = {"discount": torch.ones(BATCH_SIZE)} | {name: torch.ones(BATCH_SIZE, dtype=torch.int64)}
+    with pytest.raises(TypeError, match=f"{name} must be floating point, got torch.int64"):
         dqn_loss(q_network, target_network, *batch, **options)

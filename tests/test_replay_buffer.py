@@ -11,22 +11,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dqnfast
-from reference import EpisodeStreams, NaiveReplayBuffer, check_against_reference, per_env_valid_counts
+from reference import (EpisodeStreams, NaiveReplayBuffer, check_against_reference,
+                       per_env_sampleable_counts, replay_op_args)
 
 NP_DTYPES = {torch.uint8: np.uint8, torch.float32: np.float32}
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(data=st.data())
 def test_samples_match_reference(data):
+    """Random episodes (terminations, truncations, silent restarts), several envs,
+    partial adds, wrap-arounds and frame evictions, n-step windows of n in {1, 2, 3, 5}."""
     num_envs = data.draw(st.integers(1, 4), label="num_envs")
     k = data.draw(st.integers(1, 4), label="frame_stack")
+    n_step = data.draw(st.sampled_from([1, 2, 3, 5]), label="n_step")
+    gamma = data.draw(st.sampled_from([0.0, 0.5, 0.99, 1.0]), label="gamma")
     frame_shape = data.draw(st.sampled_from([(3,), (2, 5), (1, 3, 2), (7, 1)]), label="frame_shape")
     dtype = data.draw(st.sampled_from([torch.uint8, torch.float32]), label="dtype")
-    per_env = data.draw(st.integers(1, 10), label="per_env")
+    per_env = data.draw(st.integers(n_step, 10), label="per_env")
     capacity = per_env * num_envs + data.draw(st.integers(0, num_envs - 1), label="spare")
     frame_capacity = data.draw(
-        st.none() | st.integers((k + 1) * num_envs, (per_env * (k + 1) + 2) * num_envs),
+        st.none() | st.integers((k + n_step) * num_envs, (per_env * (k + 1) + 2) * num_envs),
         label="frame_capacity")
     streams = EpisodeStreams(
         np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed")), num_envs, k,
@@ -36,8 +41,10 @@ def test_samples_match_reference(data):
         low_entropy=data.draw(st.booleans(), label="low_entropy"))
     obs_shape = (k, *frame_shape) if k > 1 else frame_shape
     rb = dqnfast.ReplayBuffer(capacity, obs_shape, num_envs=num_envs, frame_stack=k,
-                              obs_dtype=dtype, seed=0, frame_capacity=frame_capacity)
-    ref = NaiveReplayBuffer(capacity, num_envs)
+                              obs_dtype=dtype, seed=0, frame_capacity=frame_capacity,
+                              n_step=n_step, gamma=gamma,
+                              prioritized=data.draw(st.booleans(), label="prioritized"))
+    ref = NaiveReplayBuffer.like(rb)
     steps = data.draw(st.integers(1, 6 * per_env + 8), label="steps")
     partial_prob = data.draw(st.sampled_from([0.0, 0.3]), label="partial_prob")
     rng = np.random.default_rng(steps)
@@ -48,16 +55,18 @@ def test_samples_match_reference(data):
             ids = rng.permutation(num_envs)[:rng.integers(0, num_envs + 1)]
             rb.add(obs[ids], action[ids], reward[ids], next_obs[ids], terminated[ids],
                    truncated[ids], env_ids=ids)
-            ref.add(obs[ids], action[ids], reward[ids], next_obs[ids], terminated[ids], ids)
+            ref.add(obs[ids], action[ids], reward[ids], next_obs[ids], terminated[ids], ids,
+                    truncated=truncated[ids])
         else:
             rb.add(obs, action, reward, next_obs, terminated, truncated)
-            ref.add(obs, action, reward, next_obs, terminated)
+            ref.add(obs, action, reward, next_obs, terminated, truncated=truncated)
         if len(rb) == 0:
+            assert not ref.sampleable()
             continue
         if step % 5 == 4:
             check_against_reference(rb, ref, draws=3)
     if len(rb):
-        # Many draws see every stored transition.
+        # Many draws see every sampleable transition.
         seen, expected = check_against_reference(rb, ref, draws=40)
         assert seen == set(expected)
 
@@ -92,7 +101,7 @@ def test_sampling_is_uniform_over_stored_transitions():
                               frame_capacity=3 * 90)
     for _ in range(300):
         rb.add(*streams.step())
-    counts = per_env_valid_counts(rb)
+    counts = per_env_sampleable_counts(rb)
     assert len(set(counts)) > 1, "the test wants envs with different valid counts"
     n = len(rb)
     draws = 4000 * n // 100
@@ -389,38 +398,37 @@ def test_concurrent_add_and_sample_never_tears():
 
 # -- the ops themselves ------------------------------------------------------------------------
 
-def test_opcheck_both_ops(atari_rb):
-    rb, streams = atari_rb
-    storage = {n: t.clone() for n, t in rb._storage.items()}
-    obs, action, reward, next_obs, terminated, truncated = (torch.as_tensor(x) for x in streams.step())
-    torch.library.opcheck(torch.ops.dqnfast.replay_add.default, (
-        storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
-        storage["terminated"], storage["truncated"], storage["counters"],
-        torch.zeros(1, dtype=torch.int64, device=storage["counters"].device), obs, next_obs,
-        action.long(), reward.float(), terminated, truncated, torch.tensor([1, 0]), 4))
-    out = rb.sample(5)._asdict()
-    out = {n: torch.empty_like(t) for n, t in out.items()}
-    bits = torch.randint(0, 2**62, (5,))
-    torch.library.opcheck(torch.ops.dqnfast.replay_sample.default, (
-        storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
-        storage["terminated"], storage["counters"], bits, 4, out["obs"], out["next_obs"],
-        out["action"], out["reward"], out["terminated"]))
+@pytest.mark.parametrize("n_step,prioritized", [(1, False), (3, False), (3, True)])
+def test_opcheck_replay_ops(n_step, prioritized):
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, seed=0, n_step=n_step,
+                              prioritized=prioritized)
+    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8, end_prob=0.2)
+    for _ in range(10):
+        rb.add(*streams.step())
+    for op, args in replay_op_args(rb, streams, 5).items():
+        torch.library.opcheck(op, args)
 
 
-def test_sample_op_compiles(atari_rb):
-    rb, _ = atari_rb
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_sample_op_compiles(atari_rb, prioritized):
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, seed=0, n_step=2,
+                              prioritized=prioritized)
+    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8, end_prob=0.2)
+    for _ in range(10):
+        rb.add(*streams.step())
     storage = rb._storage
     out = {n: torch.empty_like(t) for n, t in rb.sample(6)._asdict().items()}
 
     @torch.compile(backend="aot_eager", fullgraph=True)
     def sample(bits):
-        dqnfast.ops.replay_sample(storage, bits, 4, out)
-        return out["obs"].float().mean()
+        dqnfast.ops.replay_sample(storage, bits, 4, 2, 0.9, 0.5, out)
+        return out["obs"].float().mean() + out["reward"].sum() + out["weight"].sum()
 
     bits = torch.randint(0, 2**62, (6,))
-    compiled_mean = sample(bits)
-    dqnfast.ops.replay_sample(storage, bits, 4, out)
-    assert compiled_mean.item() == out["obs"].float().mean().item()
+    compiled = sample(bits)
+    dqnfast.ops.replay_sample(storage, bits, 4, 2, 0.9, 0.5, out)
+    assert compiled.item() == (out["obs"].float().mean() + out["reward"].sum()
+                               + out["weight"].sum()).item()
 
 
 def test_readme_loop_with_gymnasium_vector_env():
@@ -428,7 +436,7 @@ def test_readme_loop_with_gymnasium_vector_env():
     gymnasium = pytest.importorskip("gymnasium")
     envs = gymnasium.make_vec("CartPole-v1", num_envs=4)
     rb = dqnfast.ReplayBuffer(2_000, (4,), num_envs=4, obs_dtype=torch.float32, seed=0)
-    ref = NaiveReplayBuffer(2_000, 4)
+    ref = NaiveReplayBuffer.like(rb)
     obs, _ = envs.reset(seed=0)
     resetting = np.zeros(4, dtype=bool)
     rng = np.random.default_rng(0)
@@ -442,7 +450,8 @@ def test_readme_loop_with_gymnasium_vector_env():
         assert (rewards[live] == 1).all() and (rewards[resetting] == 0).all()
         rb.add(obs[live], actions[live], ids, next_obs[live], terminated[live], truncated[live],
                env_ids=live)
-        ref.add(obs[live], actions[live], ids, next_obs[live], terminated[live], live)
+        ref.add(obs[live], actions[live], ids, next_obs[live], terminated[live], live,
+                truncated=truncated[live])
         ends += int((terminated | truncated).sum())
         resetting = terminated | truncated
         obs = next_obs

@@ -22,7 +22,8 @@ TINY = dict(buffer_size=2_000, learning_starts=200, batch_size=16, checkpoint_in
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_runs(tmp_path, preset):
-    steps = 200 + 64 if preset in ("pong", "nature") else 1_000
+    # generic: an update per 10 env steps; 1,500 steps make the 100 that log a loss.
+    steps = {"pong": 200 + 64, "nature": 200 + 64, "generic": 1_500}.get(preset, 1_000)
     overrides = dict(TINY, total_steps=steps, run_dir=str(tmp_path / preset))
     if preset in ("pong", "nature", "cartpole-pixels"):
         overrides.update(num_envs=2, env_options=dict(max_episode_frames=400) if preset != "cartpole-pixels" else {})
@@ -52,6 +53,47 @@ def test_cli_flags_override_the_preset_chosen_by_env():
     assert parse_args([])[0].preset == "pong"
     with pytest.raises(ValueError, match="unknown preset"):
         resolve("breakout")
+
+
+def test_env_without_a_preset_gets_the_generic_one():
+    for env, bound in (("Acrobot-v1", -100.0), ("MountainCar-v0", -110.0), ("Pendulum-v1", None)):
+        cfg, _ = parse_args(["--env", env])
+        assert (cfg.env, cfg.preset, cfg.reward_bound) == (env, "generic", bound)
+        assert (cfg.hidden, cfg.train_frequency, cfg.learning_rate) == ((120, 84), 10, 2.5e-4)
+    assert parse_args(["--env", "Acrobot-v1", "--reward", "-80"])[0].reward_bound == -80.0
+    assert parse_args(["--env", "Breakout-v5"])[0].preset is None  # Atari: no generic preset
+
+
+def test_gymnasium_env_trains_and_leaves_a_complete_run(tmp_path):
+    run_dir = tmp_path / "run"
+    cfg = resolve(env="Acrobot-v1", env_options=dict(max_episode_steps=100), total_steps=3_000,
+                  learning_starts=500, checkpoint_interval=1_000, progress=False,
+                  run_dir=str(run_dir))
+    result = train(cfg)
+    assert result.steps == 3_000 and not result.solved
+    assert result.episodes == 1 + (3_000 - 100) // 101  # 100 steps, then a reset step
+    for name in ("config.json", "scalars.csv", "episodes.csv", "best_model.pt",
+                 "checkpoint/state.pt"):
+        assert (run_dir / name).exists(), name
+    scalars = (run_dir / "scalars.csv").read_text()
+    for name in ("charts/SPS", "charts/epsilon", "losses/td_loss", "losses/q_values"):
+        assert name in scalars, name
+    returns = read_episodes(run_dir)["episodic_return"]
+    assert len(returns) == result.episodes and ((-100 <= returns) & (returns <= 0)).all()
+    gif = tmp_path / "play.gif"
+    evaluation = evaluate(run_dir, episodes=2, gif=str(gif))
+    assert all(-100 <= r <= 0 for r in evaluation.returns)
+    from PIL import Image
+    with Image.open(gif) as image:
+        assert image.size == (500, 500) and image.n_frames >= 5
+
+
+def test_continuous_action_env_is_refused_before_the_run_starts(tmp_path):
+    cfg = resolve(env="Pendulum-v1", run_dir=str(tmp_path / "run"), progress=False)
+    with pytest.raises(ValueError, match=r"Pendulum-v1 has the action space Box\(-2\.0, 2\.0, "
+                                         r"\(1,\), float32\); DQN needs a discrete one"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
 
 
 def test_epsilon_schedules():
@@ -166,3 +208,15 @@ def test_cuda_flag_without_gpu_is_a_clear_error(tmp_path):
         pytest.skip("a GPU is visible")
     with pytest.raises(RuntimeError, match="--cuda was given, but torch sees no CUDA GPU"):
         train(resolve("cartpole", cuda=True, run_dir=str(tmp_path / "run"), progress=False))
+
+
+def test_train_without_its_extra_names_the_extra(monkeypatch):
+    import importlib.util
+
+    import dqnfast.train as train_module
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tqdm" else find_spec(name, *a))
+    with pytest.raises(SystemExit, match=r"needs the 'train' extra \(missing: tqdm\): "
+                                         r"pip install --no-build-isolation -e '\.\[train\]'"):
+        train_module.main(["--env", "CartPole-v1"])

@@ -55,7 +55,7 @@ def test_update_is_the_plain_loop(tau, double_dqn, max_grad_norm):
             if use_update:
                 losses.append(update().loss.item())
             else:  # the same step written out
-                result = dqn_loss(q_network, target_network, *replay.sample(16), gamma=0.9,
+                result = dqn_loss(q_network, target_network, *replay.sample(16)[:5], gamma=0.9,
                                   loss="huber", double_dqn=double_dqn)
                 optimizer.zero_grad()
                 result.loss.backward()

@@ -1,10 +1,13 @@
 // CPU implementations of the replay ops: memcpy of whole frames, parallel over
-// environments (add) and over the batch (sample).
+// environments (add) and over the batch (sample); the priority trees are
+// refreshed after the frames are in (csrc/priority_tree.h).
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <vector>
 
 #include "parallel.h"
 #include "../replay_checks.h"
@@ -28,15 +31,31 @@ bool ring_holds_stack(const uint8_t* ring, int64_t frame_capacity, int64_t frame
 
 void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
                     at::Tensor reward, at::Tensor terminated, at::Tensor truncated,
-                    at::Tensor counters, at::Tensor rejected_adds, const at::Tensor& obs_in,
+                    at::Tensor counters, at::Tensor rejected_adds,
+                    const std::optional<at::Tensor>& priority,
+                    const std::optional<at::Tensor>& sum_tree,
+                    const std::optional<at::Tensor>& min_tree,
+                    const std::optional<at::Tensor>& max_priority, const at::Tensor& obs_in,
                     const at::Tensor& next_obs_in, const at::Tensor& new_action_in,
                     const at::Tensor& new_reward_in, const at::Tensor& new_terminated_in,
                     const at::Tensor& new_truncated_in, const at::Tensor& env_ids_in,
-                    int64_t k) {
+                    const std::optional<at::Tensor>& new_priority_in, int64_t k,
+                    int64_t n_step, double alpha, double priority_eps) {
   check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
   check_rejected_adds(rejected_adds, frames);  // unused here: the CPU raises at once
   check_add_inputs(frames, obs_in, next_obs_in, new_action_in, new_reward_in,
                    new_terminated_in, new_truncated_in, env_ids_in, k);
+  check_settings(n_step, alpha, priority_eps);
+  const bool prioritized = check_priority_storage(counters, priority, sum_tree, min_tree,
+                                                  max_priority, obs_pos.size(1));
+  TORCH_CHECK_VALUE(prioritized || !new_priority_in,
+                    "priorities passed to add need a prioritized buffer");
+  at::Tensor new_priority;
+  if (new_priority_in) {
+    check_priority_input(*new_priority_in, env_ids_in.size(0), frames.device());
+    new_priority = new_priority_in->contiguous();
+    check_priority_values(new_priority.data_ptr<float>(), new_priority.size(0));
+  }
   const at::Tensor obs = obs_in.contiguous();
   const at::Tensor next_obs = next_obs_in.contiguous();
   const at::Tensor new_action = new_action_in.contiguous();
@@ -74,6 +93,22 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
   const bool* in_trunc = new_truncated.data_ptr<bool>();
   const int64_t* ids = env_ids.data_ptr<int64_t>();
 
+  PriorityTree tree{};
+  float given_max = 0.0f;  // the largest priority passed in
+  std::vector<float> given;
+  if (prioritized) {
+    tree = priority_tree_of(*sum_tree, *min_tree, &*priority, &*max_priority);
+    if (new_priority.defined()) {
+      given.resize(num_rows);
+      for (int64_t i = 0; i < num_rows; ++i) {
+        given[i] = priority_of(new_priority.data_ptr<float>()[i], alpha, priority_eps);
+        given_max = std::max(given_max, given[i]);
+      }
+    }
+  }
+  // Per row, the sampleable range [first_valid, sampleable_end) before the add.
+  std::vector<int64_t> before(prioritized ? 2 * num_rows : 0);
+
   const int64_t add_grain = std::max<int64_t>(1, kBytesPerThread / ((k + 1) * fb));
   at::parallel_for(0, num_rows, add_grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
@@ -82,6 +117,10 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
       uint8_t* ring = ring_base + e * frame_capacity * fb;
       const uint8_t* o = obs_bytes + i * k * fb;
       const uint8_t* n = next_bytes + i * k * fb;
+      if (prioritized) {
+        before[2 * i] = c[kFirstValid];
+        before[2 * i + 1] = sampleable_end(c, n_step);
+      }
       int64_t fw = c[kFramesWritten];
       // A new stream starts at an episode start, or wherever obs is not the
       // stored next_obs: then the whole stack is stored as it came.
@@ -111,61 +150,110 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
              pos[e * capacity + first_valid % capacity] - (k - 1) < fw - frame_capacity)
         ++first_valid;
 
+      if (prioritized)
+        tree.priority[at] = given.empty() ? *tree.max_priority : given[i];
+
       c[kTransitionsWritten] = tw;
       c[kFramesWritten] = fw;
       c[kFirstValid] = first_valid;
       c[kStreamOpen] = !(in_term[i] || in_trunc[i]);
+      if (!continues) c[kStreamStart] = n_written;
     }
   });
+  if (!prioritized) return;
+  // Leaves change only where transitions left (evicted) or joined (window complete)
+  // the sampleable range; the new transition's slot is the one evicted from it.
+  *tree.max_priority = std::max(*tree.max_priority, given_max);
+  for (int64_t i = 0; i < num_rows; ++i) {
+    const int64_t e = ids[i];
+    const int64_t* c = cnt + e * kNumCounters;
+    const int64_t changed[2][2] = {{before[2 * i], c[kFirstValid]},
+                                   {before[2 * i + 1], sampleable_end(c, n_step)}};
+    for (const auto& range : changed) {
+      const LeafRuns runs = leaf_runs(e, range[0], range[1], capacity);
+      for (int r = 0; r < runs.count; ++r) {
+        for (int64_t leaf = runs.begin[r]; leaf < runs.end[r]; ++leaf)
+          refresh_leaf(tree, c, e, leaf - e * capacity, capacity, n_step);
+        refresh_ancestors(tree, runs.begin[r], runs.end[r]);
+      }
+    }
+  }
 }
 
 void replay_sample_cpu(const at::Tensor& frames, const at::Tensor& obs_pos,
                        const at::Tensor& action, const at::Tensor& reward,
-                       const at::Tensor& terminated, const at::Tensor& counters,
-                       const at::Tensor& random_bits_in, int64_t k, at::Tensor out_obs,
-                       at::Tensor out_next_obs, at::Tensor out_action, at::Tensor out_reward,
-                       at::Tensor out_terminated) {
-  check_storage(frames, obs_pos, action, reward, terminated, counters, k);
+                       const at::Tensor& terminated, const at::Tensor& truncated,
+                       const at::Tensor& counters, const std::optional<at::Tensor>& sum_tree,
+                       const std::optional<at::Tensor>& min_tree,
+                       const at::Tensor& random_bits_in, int64_t k, int64_t n_step,
+                       double gamma, double beta, at::Tensor out_obs, at::Tensor out_next_obs,
+                       at::Tensor out_action, at::Tensor out_reward, at::Tensor out_terminated,
+                       at::Tensor out_discount, at::Tensor out_index, at::Tensor out_weight) {
+  check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
   check_sample_outputs(frames, random_bits_in, out_obs, out_next_obs, out_action, out_reward,
-                       out_terminated, k);
+                       out_terminated, out_discount, out_index, out_weight, k);
+  check_sample_settings(n_step, gamma, beta);
+  const bool prioritized = check_sample_trees(counters, sum_tree, min_tree, obs_pos.size(1));
+  const PriorityTree tree = prioritized ? priority_tree_of(*sum_tree, *min_tree) : PriorityTree{};
   const int64_t num_envs = frames.size(0);
   const int64_t frame_capacity = frames.size(1);
   const int64_t capacity = obs_pos.size(1);
   const int64_t fb = frame_bytes_of(frames);
   const int64_t* cnt = counters.data_ptr<int64_t>();
-  const int64_t total = valid_count(cnt, num_envs);
+  const int64_t total = sampleable_total(cnt, num_envs, n_step);
   TORCH_CHECK_VALUE(total > 0, "cannot sample from an empty replay buffer");
 
   const at::Tensor random_bits = random_bits_in.contiguous();
   const int64_t* bits = random_bits.data_ptr<int64_t>();
+  const int64_t batch = random_bits.size(0);
   const uint8_t* ring_base = static_cast<const uint8_t*>(frames.data_ptr());
   const int64_t* pos = obs_pos.data_ptr<int64_t>();
   const int64_t* act = action.data_ptr<int64_t>();
   const float* rew = reward.data_ptr<float>();
   const bool* term = terminated.data_ptr<bool>();
+  const bool* trunc = truncated.data_ptr<bool>();
   uint8_t* dst_obs = static_cast<uint8_t*>(out_obs.data_ptr());
   uint8_t* dst_next = static_cast<uint8_t*>(out_next_obs.data_ptr());
   int64_t* dst_act = out_action.data_ptr<int64_t>();
   float* dst_rew = out_reward.data_ptr<float>();
   bool* dst_term = out_terminated.data_ptr<bool>();
+  float* dst_discount = out_discount.data_ptr<float>();
+  int64_t* dst_index = out_index.data_ptr<int64_t>();
+  float* dst_weight = out_weight.data_ptr<float>();
 
   const int64_t grain = std::max<int64_t>(1, kBytesPerThread / (2 * k * fb));
-  at::parallel_for(0, random_bits.size(0), grain, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      const SampledSlot s = pick_transition(static_cast<uint64_t>(bits[b]), cnt, num_envs,
-                                            capacity, total);
-      const int64_t at = s.env * capacity + s.slot;
+      SampledTransition s;
+      float weight = 1.0f;
+      if (prioritized) {
+        const int64_t leaf = descend(tree, stratified_target(tree, b, batch, bits[b]));
+        s.env = leaf / capacity;
+        s.number = transition_in_slot(cnt + s.env * kNumCounters, leaf % capacity, capacity);
+        weight = importance_weight(tree, tree.sum[tree.num_leaves + leaf], beta);
+      } else {
+        s = pick_transition(static_cast<uint64_t>(bits[b]), cnt, num_envs, n_step, total);
+      }
+      const int64_t env_base = s.env * capacity;
+      const NStepReturn ret =
+          n_step_return(s.number, pos + env_base, rew + env_base, term + env_base,
+                        trunc + env_base, capacity,
+                        cnt[s.env * kNumCounters + kTransitionsWritten], n_step, gamma);
       const uint8_t* ring = ring_base + s.env * frame_capacity * fb;
-      const int64_t newest = pos[at];
+      const int64_t newest = pos[env_base + s.number % capacity];
+      const int64_t next_newest = pos[env_base + ret.last % capacity] + 1;
       for (int64_t i = 0; i < k; ++i) {
         std::memcpy(dst_obs + (b * k + i) * fb,
                     ring + frame_slot(newest - k + 1 + i, frame_capacity) * fb, fb);
         std::memcpy(dst_next + (b * k + i) * fb,
-                    ring + frame_slot(newest - k + 2 + i, frame_capacity) * fb, fb);
+                    ring + frame_slot(next_newest - k + 1 + i, frame_capacity) * fb, fb);
       }
-      dst_act[b] = act[at];
-      dst_rew[b] = rew[at];
-      dst_term[b] = term[at];
+      dst_act[b] = act[env_base + s.number % capacity];
+      dst_rew[b] = ret.reward;
+      dst_term[b] = ret.terminated;
+      dst_discount[b] = ret.discount;
+      dst_index[b] = encode_index(s.env, s.number, num_envs);
+      dst_weight[b] = weight;
     }
   });
 }

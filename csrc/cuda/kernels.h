@@ -8,10 +8,13 @@
 
 #include <cstdint>
 
+#include "../priority_tree.h"
+
 namespace dqnfast {
 namespace cuda {
 
-// Storage of a replay buffer on the GPU; see csrc/replay_layout.h.
+// Storage of a replay buffer on the GPU; see csrc/replay_layout.h. `tree.sum` is
+// null without prioritized replay (csrc/priority_tree.h).
 struct ReplayStorage {
   uint8_t* frames;
   int64_t* obs_pos;
@@ -20,7 +23,8 @@ struct ReplayStorage {
   bool* terminated;
   bool* truncated;
   int64_t* counters;
-  int64_t num_envs, capacity, frame_capacity, frame_bytes, frame_stack;
+  int64_t num_envs, capacity, frame_capacity, frame_bytes, frame_stack, n_step;
+  PriorityTree tree;
 };
 
 // Sets *mismatch (device int, zeroed by the caller) to 1 if any row's
@@ -29,19 +33,43 @@ cudaError_t replay_check_shift(const uint8_t* obs, const uint8_t* next_obs, int6
                                int64_t frame_bytes, int64_t frame_stack, int* mismatch,
                                cudaStream_t stream);
 
-// Row i of the inputs goes to environment env_ids[i] (distinct, checked by the
-// caller; device memory). If *mismatch (device, set by replay_check_shift earlier on
-// `stream`) is non-zero, nothing is written but *rejected_adds is incremented.
+// Row i of the inputs goes to environment env_ids[i] (distinct, checked by the caller).
+// If *mismatch (device, set by replay_check_shift earlier on `stream`) is non-zero,
+// nothing is written but *rejected_adds is incremented. With prioritized storage,
+// `new_priority` (raw, one per row; null: the largest so far; a negative or
+// non-finite one counts as null) sets the new transitions' priorities, and `ranges`
+// (4 int64 per row, device scratch) carries each row's changed transition ranges to
+// the tree refresh that follows in the same stream.
 cudaError_t replay_add(ReplayStorage storage, const uint8_t* obs, const uint8_t* next_obs,
                        const int64_t* action, const float* reward, const bool* terminated,
-                       const bool* truncated, const int64_t* env_ids, int64_t rows,
-                       const int* mismatch, int64_t* rejected_adds, cudaStream_t stream);
+                       const bool* truncated, const int64_t* env_ids, const int* mismatch,
+                       int64_t* rejected_adds, const float* new_priority, double alpha,
+                       double priority_eps, int64_t* ranges, int64_t rows, cudaStream_t stream);
 
-// Reads the valid counts from `storage.counters` on the GPU: a captured sample
-// stays valid as the buffer fills. The caller guarantees a non-empty buffer.
+// Reads the sampleable counts (or the trees) on the GPU: a captured sample stays
+// valid as the buffer fills. An empty buffer gives all-zero rows.
+struct SampleOutputs {
+  uint8_t* obs;
+  uint8_t* next_obs;
+  int64_t* action;
+  float* reward;
+  bool* terminated;
+  float* discount;
+  int64_t* index;
+  float* weight;
+};
 cudaError_t replay_sample(ReplayStorage storage, const int64_t* random_bits, int64_t batch,
-                          uint8_t* out_obs, uint8_t* out_next_obs, int64_t* out_action,
-                          float* out_reward, bool* out_terminated, cudaStream_t stream);
+                          double gamma, double beta, SampleOutputs out, cudaStream_t stream);
+
+// Sets the priorities of the transitions `index` names, in one block: entries whose
+// transition is no longer sampleable, whose index names no written transition, or
+// whose priority is negative or not finite are skipped; of duplicates the largest
+// priority wins. O(rows * log(leaves)) work, no host synchronization.
+cudaError_t replay_update_priorities(PriorityTree tree, const int64_t* counters,
+                                     int64_t num_envs, int64_t capacity, int64_t n_step,
+                                     const int64_t* index, const float* new_priority,
+                                     int64_t rows, double alpha, double priority_eps,
+                                     cudaStream_t stream);
 
 // Area taps in device memory (see csrc/preprocess_layout.h): rows in compressed
 // form, columns padded to `col_taps` per output column of the window.

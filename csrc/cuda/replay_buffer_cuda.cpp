@@ -10,33 +10,47 @@ namespace {
 
 cuda::ReplayStorage storage_of(const at::Tensor& frames, const at::Tensor& obs_pos,
                                const at::Tensor& action, const at::Tensor& reward,
-                               const at::Tensor& terminated, const at::Tensor* truncated,
-                               const at::Tensor& counters, int64_t k) {
+                               const at::Tensor& terminated, const at::Tensor& truncated,
+                               const at::Tensor& counters, int64_t k, int64_t n_step,
+                               const PriorityTree& tree) {
   const int64_t envs = frames.size(0), frame_capacity = frames.size(1);
   return {static_cast<uint8_t*>(frames.data_ptr()),
           obs_pos.data_ptr<int64_t>(),
           action.data_ptr<int64_t>(),
           reward.data_ptr<float>(),
           terminated.data_ptr<bool>(),
-          truncated ? truncated->data_ptr<bool>() : nullptr,
+          truncated.data_ptr<bool>(),
           counters.data_ptr<int64_t>(),
           envs,
           obs_pos.size(1),
           frame_capacity,
           frames.numel() / (envs * frame_capacity) * frames.element_size(),
-          k};
+          k,
+          n_step,
+          tree};
 }
 
 void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, at::Tensor reward,
                      at::Tensor terminated, at::Tensor truncated, at::Tensor counters,
-                     at::Tensor rejected_adds, const at::Tensor& obs_in,
+                     at::Tensor rejected_adds, const std::optional<at::Tensor>& priority,
+                     const std::optional<at::Tensor>& sum_tree,
+                     const std::optional<at::Tensor>& min_tree,
+                     const std::optional<at::Tensor>& max_priority, const at::Tensor& obs_in,
                      const at::Tensor& next_obs_in, const at::Tensor& new_action,
                      const at::Tensor& new_reward, const at::Tensor& new_terminated,
-                     const at::Tensor& new_truncated, const at::Tensor& env_ids, int64_t k) {
+                     const at::Tensor& new_truncated, const at::Tensor& env_ids,
+                     const std::optional<at::Tensor>& new_priority_in, int64_t k, int64_t n_step,
+                     double alpha, double priority_eps) {
   check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
   check_rejected_adds(rejected_adds, frames);
   check_add_inputs(frames, obs_in, next_obs_in, new_action, new_reward, new_terminated,
                    new_truncated, env_ids, k);
+  check_settings(n_step, alpha, priority_eps);
+  const bool prioritized = check_priority_storage(counters, priority, sum_tree, min_tree,
+                                                  max_priority, obs_pos.size(1));
+  TORCH_CHECK_VALUE(prioritized || !new_priority_in,
+                    "priorities passed to add need a prioritized buffer");
+  if (new_priority_in) check_priority_input(*new_priority_in, env_ids.size(0), frames.device());
   const c10::cuda::CUDAGuard guard(frames.device());
   // env_ids go up through pinned memory freed once the call returns: a replay of a
   // captured add would read whatever that memory holds by then.
@@ -46,7 +60,10 @@ void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, a
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const at::Tensor obs = obs_in.contiguous(), next_obs = next_obs_in.contiguous();
   const int64_t rows = env_ids.size(0);
-  auto s = storage_of(frames, obs_pos, action, reward, terminated, &truncated, counters, k);
+  const PriorityTree tree = prioritized
+      ? priority_tree_of(*sum_tree, *min_tree, &*priority, &*max_priority) : PriorityTree{};
+  auto s = storage_of(frames, obs_pos, action, reward, terminated, truncated, counters, k, n_step,
+                      tree);
 
   // Nothing here waits for the GPU, so acting overlaps a queued update: the shift
   // check's flag is read by the add kernel, which then writes nothing and counts the
@@ -60,35 +77,52 @@ void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, a
   at::Tensor pinned_ids = at::empty({rows}, env_ids.options().pinned_memory(true));
   pinned_ids.copy_(env_ids);
   const at::Tensor ids = pinned_ids.to(frames.device(), at::kLong, /*non_blocking=*/true);
+  const at::Tensor new_priority = new_priority_in ? new_priority_in->contiguous() : at::Tensor();
+  // Each row's changed transition ranges, for the tree refresh after the add.
+  const at::Tensor ranges = prioritized ? at::empty({rows, 4}, counters.options()) : at::Tensor();
   check_launch(cuda::replay_add(s, static_cast<const uint8_t*>(obs.data_ptr()),
                                 static_cast<const uint8_t*>(next_obs.data_ptr()),
                                 new_action.contiguous().data_ptr<int64_t>(),
                                 new_reward.contiguous().data_ptr<float>(),
                                 new_terminated.contiguous().data_ptr<bool>(),
                                 new_truncated.contiguous().data_ptr<bool>(),
-                                ids.data_ptr<int64_t>(), rows, mismatch.data_ptr<int>(),
-                                rejected_adds.data_ptr<int64_t>(), stream),
+                                ids.data_ptr<int64_t>(), mismatch.data_ptr<int>(),
+                                rejected_adds.data_ptr<int64_t>(),
+                                new_priority.defined() ? new_priority.data_ptr<float>() : nullptr,
+                                alpha, priority_eps,
+                                ranges.defined() ? ranges.data_ptr<int64_t>() : nullptr, rows,
+                                stream),
                "replay_add");
 }
 
 void replay_sample_cuda(const at::Tensor& frames, const at::Tensor& obs_pos,
                         const at::Tensor& action, const at::Tensor& reward,
-                        const at::Tensor& terminated, const at::Tensor& counters,
-                        const at::Tensor& random_bits, int64_t k, at::Tensor out_obs,
+                        const at::Tensor& terminated, const at::Tensor& truncated,
+                        const at::Tensor& counters, const std::optional<at::Tensor>& sum_tree,
+                        const std::optional<at::Tensor>& min_tree, const at::Tensor& random_bits,
+                        int64_t k, int64_t n_step, double gamma, double beta, at::Tensor out_obs,
                         at::Tensor out_next_obs, at::Tensor out_action, at::Tensor out_reward,
-                        at::Tensor out_terminated) {
-  check_storage(frames, obs_pos, action, reward, terminated, counters, k);
+                        at::Tensor out_terminated, at::Tensor out_discount, at::Tensor out_index,
+                        at::Tensor out_weight) {
+  check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
   check_sample_outputs(frames, random_bits, out_obs, out_next_obs, out_action, out_reward,
-                       out_terminated, k);
+                       out_terminated, out_discount, out_index, out_weight, k);
+  check_sample_settings(n_step, gamma, beta);
+  const bool prioritized = check_sample_trees(counters, sum_tree, min_tree, obs_pos.size(1));
   const c10::cuda::CUDAGuard guard(frames.device());
   // No emptiness check here: it would wait for the GPU (ReplayBuffer.sample checks).
-  auto s = storage_of(frames, obs_pos, action, reward, terminated, nullptr, counters, k);
+  auto s = storage_of(frames, obs_pos, action, reward, terminated, truncated, counters, k, n_step,
+                      prioritized ? priority_tree_of(*sum_tree, *min_tree) : PriorityTree{});
+  const cuda::SampleOutputs out{static_cast<uint8_t*>(out_obs.data_ptr()),
+                                static_cast<uint8_t*>(out_next_obs.data_ptr()),
+                                out_action.data_ptr<int64_t>(),
+                                out_reward.data_ptr<float>(),
+                                out_terminated.data_ptr<bool>(),
+                                out_discount.data_ptr<float>(),
+                                out_index.data_ptr<int64_t>(),
+                                out_weight.data_ptr<float>()};
   check_launch(cuda::replay_sample(s, random_bits.contiguous().data_ptr<int64_t>(),
-                                   random_bits.size(0),
-                                   static_cast<uint8_t*>(out_obs.data_ptr()),
-                                   static_cast<uint8_t*>(out_next_obs.data_ptr()),
-                                   out_action.data_ptr<int64_t>(), out_reward.data_ptr<float>(),
-                                   out_terminated.data_ptr<bool>(),
+                                   random_bits.size(0), gamma, beta, out,
                                    at::cuda::getCurrentCUDAStream()),
                "replay_sample");
 }

@@ -224,12 +224,12 @@ class DQNFastReplayBuffer(SB3ReplayBuffer):
             raise ValueError("cannot sample from an empty replay buffer: add transitions first "
                              "(learning_starts > 0)")
         if batch_size <= stored:
-            return tuple(rb.sample(int(batch_size)))
+            return _one_step_fields(rb.sample(int(batch_size)))
         # SB3 samples with replacement even from fewer transitions than batch_size
         # (learning_starts < batch_size); dqnfast refuses, so draw in parts.
         parts = []
         for start in range(0, batch_size, stored):
-            parts.append([t.clone() for t in rb.sample(min(stored, batch_size - start))])
+            parts.append([t.clone() for t in _one_step_fields(rb.sample(min(stored, batch_size - start)))])
         return tuple(torch.cat(tensors) for tensors in zip(*parts))
 
     def _get_samples(self, batch_inds: np.ndarray, env: Optional[VecNormalize] = None) -> ReplayBufferSamples:
@@ -270,6 +270,11 @@ class DQNFastReplayBuffer(SB3ReplayBuffer):
         return (f"{type(self).__name__}(len={len(self)}, buffer_size={self.buffer_size} per env, "
                 f"n_envs={self.n_envs}, obs_shape={self.obs_shape}, frame_stack={self.frame_stack}, "
                 f"device={self.device})")
+
+
+def _one_step_fields(batch) -> Tuple[torch.Tensor, ...]:
+    """(obs, action, reward, next_obs, terminated): the fields SB3's samples hold."""
+    return batch.obs, batch.action, batch.reward, batch.next_obs, batch.terminated
 
 
 def _stored_shape(obs_shape: Tuple[int, ...], frame_stack: int) -> Tuple[int, ...]:
