@@ -25,6 +25,12 @@ class Config:
     buffer_size: int = 10_000
     learning_starts: int = 10_000  # env steps before the first update
     batch_size: int = 32
+    n_step: int = 1  # n-step returns: targets sum n rewards, then bootstrap (1: one-step DQN)
+    prioritized: bool = False  # proportional prioritized replay (Schaul et al. 2016)
+    alpha: float = 0.6  # priority exponent: p = (|TD error| + priority_eps) ** alpha
+    beta_start: float = 0.4  # importance-weight exponent, annealed linearly over the run
+    beta_end: float = 1.0  # ... to this at total_steps (Schaul et al.: 0.4 -> 1)
+    priority_eps: float = 1e-6
     # -- updates --
     gamma: float = 0.99
     optimizer: str = "adam"  # adam | adamw | rmsprop

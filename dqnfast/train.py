@@ -51,6 +51,12 @@ def epsilon_at(cfg: Config, step: int) -> float:
     raise ValueError(f"epsilon_schedule must be 'linear' or 'exponential', got {cfg.epsilon_schedule!r}")
 
 
+def beta_at(cfg: Config, step: int) -> float:
+    """Prioritized replay's importance-weight exponent, linear from beta_start to beta_end."""
+    fraction = min(step / max(cfg.total_steps, 1), 1.0)
+    return cfg.beta_start + fraction * (cfg.beta_end - cfg.beta_start)
+
+
 def uses_cuda_graphs(cfg: Config) -> bool:
     return cfg.cuda and cfg.cuda_graph
 
@@ -75,8 +81,8 @@ def make_optimizer(cfg: Config, parameters):
 def make_update(cfg: Config, q_network, target_network, optimizer, replay) -> Update:
     kind = GraphedUpdate if uses_cuda_graphs(cfg) else Update
     return kind(q_network, target_network, optimizer, replay, batch_size=cfg.batch_size,
-                gamma=cfg.gamma, loss=cfg.loss, double_dqn=cfg.double_dqn,
-                max_grad_norm=cfg.max_grad_norm, tau=cfg.tau)
+                loss=cfg.loss, double_dqn=cfg.double_dqn, max_grad_norm=cfg.max_grad_norm,
+                tau=cfg.tau)
 
 
 def select_actions(q_network, obs: np.ndarray, epsilon: float, num_actions: int,
@@ -119,7 +125,9 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
     optimizer = make_optimizer(cfg, q_network.parameters())
     replay = ReplayBuffer(cfg.buffer_size, env.obs_shape, num_envs=env.num_envs,
                           frame_stack=env.frame_stack, obs_dtype=env.obs_dtype, device=device,
-                          storage_device=device if cfg.replay_on_gpu else "cpu", seed=cfg.seed)
+                          storage_device=device if cfg.replay_on_gpu else "cpu", seed=cfg.seed,
+                          n_step=cfg.n_step, gamma=cfg.gamma, prioritized=cfg.prioritized,
+                          alpha=cfg.alpha, beta=cfg.beta_start, priority_eps=cfg.priority_eps)
     step, updates, episodes, best_mean, wall_time = 0, 0, 0, -math.inf, 0.0
     recent_returns = deque(maxlen=RETURN_WINDOW)
     if resume_dir is not None:
@@ -150,6 +158,8 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
             stepped = env.step(actions)
         # The update samples what was stored up to the previous step.
         if learning and iteration % cfg.train_frequency == 0:
+            if cfg.prioritized:
+                replay.beta = beta_at(cfg, step)
             for _ in range(cfg.gradient_steps):
                 stats = update()
                 updates += 1

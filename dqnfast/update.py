@@ -7,6 +7,11 @@ launching them one by one from Python costs more than running them. With the rep
 buffer on the GPU the sampling is inside the graph too; with host storage the buffer
 fills its (fixed) pinned-and-copied batch tensors first and the graph reads them.
 Neither waits for the GPU: ``UpdateStats`` holds device tensors, read only when logged.
+
+The batch brings its own discounts (gamma^k of its n-step windows, 0 past a
+termination). With prioritized replay the loss is weighted by the batch's importance
+weights and each sampled transition's priority becomes its |TD error|: inside the
+graph too when the buffer is on the GPU; after each replay when it is in host memory.
 """
 from typing import NamedTuple
 
@@ -20,6 +25,7 @@ from dqnfast.replay_buffer import ReplayBuffer
 class UpdateStats(NamedTuple):
     loss: torch.Tensor  # scalar TD loss of the last update
     q_taken: torch.Tensor  # (batch,) Q(s, a) of the last update's batch
+    td_error: torch.Tensor  # (batch,) Q(s, a) - target of the last update's batch
 
 
 class Update:
@@ -28,11 +34,11 @@ class Update:
 
     def __init__(self, q_network: nn.Module, target_network: nn.Module,
                  optimizer: torch.optim.Optimizer, replay: ReplayBuffer, *, batch_size: int,
-                 gamma: float, loss: str = "huber", double_dqn: bool = False,
-                 max_grad_norm=None, tau: float = 1.0):
+                 loss: str = "huber", double_dqn: bool = False, max_grad_norm=None,
+                 tau: float = 1.0):
         self.q_network, self.target_network = q_network, target_network
         self.optimizer, self.replay = optimizer, replay
-        self.batch_size, self.gamma, self.loss, self.double_dqn = batch_size, gamma, loss, double_dqn
+        self.batch_size, self.loss, self.double_dqn = batch_size, loss, double_dqn
         self.max_grad_norm, self.tau = max_grad_norm, tau
         self._online = list(q_network.parameters())
         self._target = list(target_network.parameters())
@@ -40,16 +46,24 @@ class Update:
             raise ValueError("target_network must have the parameters of q_network")
 
     def __call__(self) -> UpdateStats:
-        return self._step(self.replay.sample(self.batch_size))
+        batch = self.replay.sample(self.batch_size)
+        stats = self._step(batch)
+        self._reprioritize(batch, stats)
+        return stats
 
     def sync_target(self) -> None:
         with torch.no_grad():
             torch._foreach_copy_(self._target, self._online)
 
+    def _reprioritize(self, batch, stats: UpdateStats) -> None:
+        if self.replay.prioritized:
+            self.replay.update_priorities(batch.index, stats.td_error.abs())
+
     def _step(self, batch) -> UpdateStats:
+        weight = batch.weight if self.replay.prioritized else None
         result = dqn_loss(self.q_network, self.target_network, batch.obs, batch.action,
-                          batch.reward, batch.next_obs, batch.terminated, gamma=self.gamma,
-                          loss=self.loss, double_dqn=self.double_dqn)
+                          batch.reward, batch.next_obs, batch.terminated, discount=batch.discount,
+                          weight=weight, loss=self.loss, double_dqn=self.double_dqn)
         self.optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
         if self.max_grad_norm is not None:
@@ -58,7 +72,7 @@ class Update:
         if self.tau < 1.0:  # soft update: target <- target + tau (online - target)
             with torch.no_grad():
                 torch._foreach_lerp_(self._target, self._online, self.tau)
-        return UpdateStats(result.loss.detach(), result.q_taken)
+        return UpdateStats(result.loss.detach(), result.q_taken, result.td_error)
 
 
 class GraphedUpdate(Update):
@@ -96,6 +110,8 @@ class GraphedUpdate(Update):
         if self._step_graph is None:
             self._step_graph = self._capture_step(batch)
         self._step_graph.replay()
+        if batch is not None:  # host storage: its priorities are set on the host
+            self._reprioritize(batch, self._stats)
         return self._stats
 
     def sync_target(self) -> None:
@@ -121,5 +137,8 @@ class GraphedUpdate(Update):
         with torch.cuda.graph(graph):
             if batch is None:
                 batch = self.replay.sample_in_graph(self.batch_size)
-            self._stats = self._step(batch)
+                self._stats = self._step(batch)
+                self._reprioritize(batch, self._stats)  # GPU storage: captured as well
+            else:
+                self._stats = self._step(batch)
         return graph

@@ -14,7 +14,7 @@ import dqnfast
 from dqnfast.config import PRESETS, parse_args, resolve
 from dqnfast.evaluate import evaluate
 from dqnfast.plot import plot, read_episodes
-from dqnfast.train import epsilon_at, train
+from dqnfast.train import beta_at, epsilon_at, train
 
 TINY = dict(buffer_size=2_000, learning_starts=200, batch_size=16, checkpoint_interval=200,
             target_update_interval=200, epsilon_decay_steps=500, progress=False)
@@ -96,6 +96,12 @@ def test_continuous_action_env_is_refused_before_the_run_starts(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_beta_is_annealed_over_the_run():
+    cfg = resolve("cartpole", beta_start=0.4, beta_end=1.0, total_steps=1_000)
+    assert beta_at(cfg, 0) == 0.4 and beta_at(cfg, 500) == pytest.approx(0.7)
+    assert beta_at(cfg, 1_000) == beta_at(cfg, 5_000) == 1.0
+
+
 def test_epsilon_schedules():
     cfg = resolve("pong")
     assert epsilon_at(cfg, 0) == 1.0 and epsilon_at(cfg, 50_000) == pytest.approx(0.51)
@@ -105,11 +111,13 @@ def test_epsilon_schedules():
     assert epsilon_at(cfg, 1_000) == pytest.approx(0.05 + 0.85 / np.e)
 
 
-def test_kill_and_resume_continues_where_the_checkpoint_left(tmp_path):
+@pytest.mark.parametrize("replay_flags", [[], ["--n-step", "3", "--prioritized"]],
+                         ids=["uniform", "n-step-prioritized"])
+def test_kill_and_resume_continues_where_the_checkpoint_left(tmp_path, replay_flags):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "dqnfast.train", "--env", "CartPole-v1", "--no-progress",
                "--total-steps", "200000", "--checkpoint-interval", "2000", "--learning-starts", "500",
-               "--run-dir", str(run_dir), "--reward", "10000"]
+               "--run-dir", str(run_dir), "--reward", "10000", *replay_flags]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     state = run_dir / "checkpoint" / "state.pt"
     deadline = time.time() + 120
@@ -123,9 +131,14 @@ def test_kill_and_resume_continues_where_the_checkpoint_left(tmp_path):
     saved = torch.load(state, weights_only=False)
     buffer_file = run_dir / "checkpoint" / saved["buffer_file"]
     preset = PRESETS["cartpole"]
+    prioritized = bool(replay_flags)
     checkpointed = dqnfast.ReplayBuffer(preset["buffer_size"], (4,), num_envs=preset["num_envs"],
-                                        obs_dtype=torch.float32)
+                                        obs_dtype=torch.float32, n_step=3 if prioritized else 1,
+                                        prioritized=prioritized)
     checkpointed.load(buffer_file)
+    if prioritized:  # the trees were saved with the buffer, priorities learned from TD errors
+        sampled = checkpointed.sample(256)
+        assert len(set(sampled.weight.tolist())) > 1
 
     cfg, resume = parse_args(["--resume", str(run_dir), "--total-steps", str(saved["step"] + 400),
                               "--no-progress"])

@@ -17,14 +17,15 @@ needs_cuda = pytest.mark.skipif(not HAS_CUDA_BUFFER,
                                 reason="needs a GPU and dqnfast's CUDA kernels")
 
 
-def filled_buffer(obs_shape, frame_stack, *, device="cpu", storage_device="cpu", steps=60):
+def filled_buffer(obs_shape, frame_stack, *, device="cpu", storage_device="cpu", steps=60,
+                  **options):
     """A buffer of random episodes: uint8 frame stacks, or float32 vectors when
-    frame_stack is 1; actions in range(6)."""
+    frame_stack is 1; actions in range(6). ``options`` go to ReplayBuffer (n_step, ...)."""
     num_envs = 2
     dtype = torch.uint8 if frame_stack > 1 else torch.float32
     replay = dqnfast.ReplayBuffer(500, obs_shape, num_envs=num_envs, frame_stack=frame_stack,
                                   obs_dtype=dtype, device=device,
-                                  storage_device=storage_device, seed=3)
+                                  storage_device=storage_device, seed=3, **options)
     streams = EpisodeStreams(np.random.default_rng(0), num_envs, frame_stack,
                              obs_shape[1:] if frame_stack > 1 else obs_shape,
                              np.uint8 if frame_stack > 1 else np.float32)
@@ -40,28 +41,34 @@ def networks(obs_shape, num_actions=6, device="cpu", seed=0):
     return q_network, copy.deepcopy(q_network).requires_grad_(False)
 
 
-@pytest.mark.parametrize("tau, double_dqn, max_grad_norm", [(1.0, False, None), (0.05, True, 1.0)])
-def test_update_is_the_plain_loop(tau, double_dqn, max_grad_norm):
+@pytest.mark.parametrize("tau, double_dqn, max_grad_norm, n_step, prioritized", [
+    (1.0, False, None, 1, False), (0.05, True, 1.0, 1, False),
+    (1.0, False, None, 3, True), (0.05, True, 1.0, 2, False)])
+def test_update_is_the_plain_loop(tau, double_dqn, max_grad_norm, n_step, prioritized):
     obs_shape, num_actions = (4, 36, 36), 6
     runs = []
     for use_update in (True, False):
-        replay = filled_buffer(obs_shape, 4)
+        replay = filled_buffer(obs_shape, 4, gamma=0.9, n_step=n_step, prioritized=prioritized)
         q_network, target_network = networks(obs_shape, num_actions)
         optimizer = torch.optim.Adam(q_network.parameters(), lr=1e-3)
-        update = Update(q_network, target_network, optimizer, replay, batch_size=16, gamma=0.9,
+        update = Update(q_network, target_network, optimizer, replay, batch_size=16,
                         loss="huber", double_dqn=double_dqn, max_grad_norm=max_grad_norm, tau=tau)
         losses = []
         for i in range(6):
             if use_update:
                 losses.append(update().loss.item())
             else:  # the same step written out
-                result = dqn_loss(q_network, target_network, *replay.sample(16)[:5], gamma=0.9,
-                                  loss="huber", double_dqn=double_dqn)
+                batch = replay.sample(16)
+                result = dqn_loss(q_network, target_network, *batch[:5], discount=batch.discount,
+                                  weight=batch.weight if prioritized else None, loss="huber",
+                                  double_dqn=double_dqn)
                 optimizer.zero_grad()
                 result.loss.backward()
                 if max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(q_network.parameters(), max_grad_norm)
                 optimizer.step()
+                if prioritized:
+                    replay.update_priorities(batch.index, result.td_error.abs())
                 if tau < 1.0:
                     with torch.no_grad():
                         for t, p in zip(target_network.parameters(), q_network.parameters()):
@@ -88,7 +95,7 @@ def test_sync_target_copies_every_parameter():
         for p in q_network.parameters():
             p.add_(1.0)
     update = Update(q_network, target_network, torch.optim.SGD(q_network.parameters(), lr=0.1),
-                    filled_buffer((4,), 1), batch_size=4, gamma=0.99)
+                    filled_buffer((4,), 1), batch_size=4)
     update.sync_target()
     for a, b in zip(q_network.parameters(), target_network.parameters()):
         assert torch.equal(a, b)
@@ -99,14 +106,14 @@ def test_target_network_must_match():
     other, _ = networks((8,), 2)
     with pytest.raises(ValueError, match="target_network must have the parameters of q_network"):
         Update(q_network, other, torch.optim.SGD(q_network.parameters(), lr=0.1),
-               filled_buffer((4,), 1), batch_size=4, gamma=0.99)
+               filled_buffer((4,), 1), batch_size=4)
 
 
 def test_graphed_update_refuses_cpu_networks():
     q_network, target_network = networks((4,), 2)
     with pytest.raises(ValueError, match="needs the networks on a CUDA device"):
         GraphedUpdate(q_network, target_network, torch.optim.Adam(q_network.parameters()),
-                      filled_buffer((4,), 1), batch_size=4, gamma=0.99)
+                      filled_buffer((4,), 1), batch_size=4)
 
 
 def test_sample_in_graph_needs_cuda_storage():
@@ -145,7 +152,7 @@ def test_graphed_update_equals_eager_after_100_updates(storage_device, tau, dete
                                steps=200)
         q_network, target_network = networks(obs_shape, num_actions, device="cuda")
         optimizer = torch.optim.Adam(q_network.parameters(), lr=1e-4, fused=True, capturable=True)
-        update = kind(q_network, target_network, optimizer, replay, batch_size=32, gamma=0.99,
+        update = kind(q_network, target_network, optimizer, replay, batch_size=32,
                       tau=tau)
         losses = []
         for i in range(100):
@@ -169,7 +176,7 @@ def test_graphed_update_samples_what_is_added_after_capture():
     replay = filled_buffer(obs_shape, 4, device="cuda", storage_device="cuda", steps=40)
     q_network, target_network = networks(obs_shape, device="cuda")
     optimizer = torch.optim.Adam(q_network.parameters(), lr=1e-4, capturable=True)
-    update = GraphedUpdate(q_network, target_network, optimizer, replay, batch_size=64, gamma=0.99)
+    update = GraphedUpdate(q_network, target_network, optimizer, replay, batch_size=64)
     for _ in range(GraphedUpdate.WARMUP_UPDATES + 1):
         update()
     streams = EpisodeStreams(np.random.default_rng(1), 2, 4, obs_shape[1:], np.uint8)
