@@ -30,7 +30,7 @@ import dqnfast
 if not torch.cuda.is_available() or not dqnfast.replay_buffer._has_cuda_kernels():
     pytest.skip("needs a GPU and dqnfast's CUDA kernels", allow_module_level=True)
 
-from test_preprocess import GAMES, ale_frame_pairs  # noqa: E402
+from atari_frames import GAMES, ale_frame_pairs  # noqa: E402
 
 CALLS_PER_ROUND = 100
 PEAK_GBPS = float(os.environ.get("DQNFAST_PEAK_GBPS", "3350"))

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import dqnfast
-from test_preprocess import ale_frame_pairs
+from atari_frames import ale_frame_pairs
 from textbook_loops import ProcessFrame84
 
 PAIRS = 128

@@ -76,7 +76,7 @@ def test_update_cuda(benchmark, buffers, variant):
     target_network = copy.deepcopy(q_network).requires_grad_(False)
     optimizer = torch.optim.Adam(q_network.parameters(), lr=1e-4, fused=True, capturable=True)
     replay = buffers[storage_device]
-    update = kind(q_network, target_network, optimizer, replay, batch_size=BATCH_SIZE, gamma=0.99)
+    update = kind(q_network, target_network, optimizer, replay, batch_size=BATCH_SIZE)
     for _ in range(10):  # warm-up, capture
         update()
     torch.cuda.synchronize()

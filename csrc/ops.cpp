@@ -15,18 +15,21 @@ PyObject* PyInit__C(void) {
 
 TORCH_LIBRARY(dqnfast, m) {
   // Appends one transition to each environment named in env_ids (row i of the
-  // inputs to environment env_ids[i]); see csrc/replay_layout.h. With priority
+  // inputs to environment env_ids[i]); see csrc/replay_layout.h. A call whose
+  // next_obs does not continue its obs writes nothing: on the CPU it raises; on the
+  // GPU, where raising would wait for the GPU, it adds 1 to `rejected_adds` (int64,
+  // one element) for the caller to read at its next synchronization. With priority
   // storage (all four tensors or none; csrc/priority_tree.h) the new transitions
   // get (|new_priority| + priority_eps) ^ alpha, or the largest priority so far,
   // and the trees follow the transitions that became or stopped being sampleable.
   m.def(
       "replay_add(Tensor(a!) frames, Tensor(b!) obs_pos, Tensor(c!) action, "
       "Tensor(d!) reward, Tensor(e!) terminated, Tensor(f!) truncated, "
-      "Tensor(g!) counters, Tensor(h!)? priority, Tensor(i!)? sum_tree, "
-      "Tensor(j!)? min_tree, Tensor(k!)? max_priority, Tensor obs, Tensor next_obs, "
-      "Tensor new_action, Tensor new_reward, Tensor new_terminated, Tensor new_truncated, "
-      "Tensor env_ids, Tensor? new_priority, int frame_stack, int n_step, float alpha, "
-      "float priority_eps) -> ()");
+      "Tensor(g!) counters, Tensor(h!) rejected_adds, Tensor(i!)? priority, "
+      "Tensor(j!)? sum_tree, Tensor(k!)? min_tree, Tensor(l!)? max_priority, Tensor obs, "
+      "Tensor next_obs, Tensor new_action, Tensor new_reward, Tensor new_terminated, "
+      "Tensor new_truncated, Tensor env_ids, Tensor? new_priority, int frame_stack, "
+      "int n_step, float alpha, float priority_eps) -> ()");
   // Gathers the n-step transitions picked by `random_bits` into the out tensors:
   // uniformly over the sampleable transitions, or with the trees stratified by
   // priority (importance weights with exponent beta; ones without trees).

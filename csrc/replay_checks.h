@@ -67,6 +67,15 @@ inline void check_storage(const at::Tensor& frames, const at::Tensor& obs_pos,
               counters.sizes());
 }
 
+// The count of calls replay_add rejected on the GPU (see csrc/ops.cpp).
+inline void check_rejected_adds(const at::Tensor& rejected_adds, const at::Tensor& frames) {
+  TORCH_CHECK(rejected_adds.scalar_type() == at::kLong && rejected_adds.numel() == 1 &&
+                  rejected_adds.device() == frames.device(),
+              "replay storage: expected one int64 rejected_adds on ", frames.device(), ", got ",
+              rejected_adds.scalar_type(), " ", rejected_adds.sizes(), " on ",
+              rejected_adds.device());
+}
+
 // Checks one batch of per-environment inputs to replay_add, one row per entry
 // of env_ids (checked on the host: distinct environment indices).
 inline void check_add_inputs(const at::Tensor& frames, const at::Tensor& obs,

@@ -60,6 +60,7 @@ class Config:
     torch_threads: Optional[int] = None  # CPU threads for torch (None: its default)
     run_dir: Optional[str] = None  # default: runs/<env>__<preset>__<seed>__<time>
     checkpoint_interval: int = 100_000  # env steps between full checkpoints
+    max_minutes: Optional[float] = None  # wall-clock limit of this run: then checkpoint and stop
     progress: bool = True
     preset: Optional[str] = None
 
@@ -180,7 +181,8 @@ def resolve(preset: Optional[str] = None, env: Optional[str] = None, **overrides
 
 
 # What a resumed run may change: it keeps every other setting it started with.
-RESUME_OVERRIDES = ("total_steps", "reward_bound", "progress", "checkpoint_interval")
+RESUME_OVERRIDES = ("total_steps", "reward_bound", "progress", "checkpoint_interval",
+                    "max_minutes")
 CONFIG_JSON = "config.json"
 
 
@@ -203,6 +205,8 @@ def parse_args(argv=None) -> Tuple[Config, Optional[str]]:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     parser.add_argument("--reward", type=float, dest="reward_bound",
                         help="stop once the 100-episode mean return reaches it")
+    parser.add_argument("--backend", choices=("envpool", "ale"),
+                        help="Atari backend (default: envpool if installed, else ale)")
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
         if f.name in ("reward_bound", "env_options"):
@@ -215,14 +219,16 @@ def parse_args(argv=None) -> Tuple[Config, Optional[str]]:
             parser.add_argument(flag, type=_scalar_type(f.type), default=None)
     args = vars(parser.parse_args(argv))
     resume = args.pop("resume")
-    preset, env = args.pop("preset"), args.pop("env")
+    preset, env, backend = args.pop("preset"), args.pop("env"), args.pop("backend")
     overrides = {name: value for name, value in args.items() if value is not None}
     if "hidden" in overrides:
         overrides["hidden"] = tuple(overrides["hidden"])
     if resume is None:
+        if backend is not None:
+            overrides["env_options"] = {"backend": backend}
         return resolve(preset, env, **overrides), None
-    ignored = sorted(set(overrides) - set(RESUME_OVERRIDES)) + (["preset"] if preset else []) + (
-        ["env"] if env else [])
+    ignored = sorted(set(overrides) - set(RESUME_OVERRIDES)) + [
+        flag for flag, given in (("preset", preset), ("env", env), ("backend", backend)) if given]
     if ignored:
         parser.error(f"--resume keeps the run's settings; only {', '.join(RESUME_OVERRIDES)} "
                      f"may be given with it, got {', '.join(ignored)}")

@@ -1,7 +1,12 @@
 """Typed Python wrappers of the compiled ops, and their fake (meta) kernels.
 
-The fakes let the ops run under ``torch.compile`` and inside CUDA-graph capture:
-the ops only write into tensors they are given, so their fakes return nothing.
+The fakes let the ops be traced by ``torch.compile``: every op only writes into
+tensors it is given, so its fake returns nothing. CUDA-graph capture is another
+matter, decided by what each CUDA kernel does on the host: ``replay_sample``,
+``replay_update_priorities`` and ``push_frames`` can be captured; ``preprocess_frames`` can once its geometry has run
+outside the capture (its tables are uploaded to the GPU at that first call);
+``replay_add`` cannot (it checks its env_ids on the host and uploads them at each
+call), and raises if asked to.
 """
 from typing import Optional
 
@@ -10,16 +15,20 @@ import torch
 from dqnfast import _C  # noqa: F401  (registers torch.ops.dqnfast)
 
 
-def replay_add(storage: dict, obs: torch.Tensor, next_obs: torch.Tensor, action: torch.Tensor,
-               reward: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
-               env_ids: torch.Tensor, priority: Optional[torch.Tensor], frame_stack: int,
-               n_step: int, alpha: float, priority_eps: float) -> None:
+def replay_add(storage: dict, rejected_adds: torch.Tensor, obs: torch.Tensor,
+               next_obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+               terminated: torch.Tensor, truncated: torch.Tensor, env_ids: torch.Tensor,
+               priority: Optional[torch.Tensor], frame_stack: int, n_step: int, alpha: float,
+               priority_eps: float) -> None:
     """Appends row i of the inputs to environment ``env_ids[i]`` of the replay
     storage (in place); a prioritized storage gives the new transitions
-    ``priority`` (raw, one per row) or, if None, the largest priority so far."""
+    ``priority`` (raw, one per row) or, if None, the largest priority so far. On the
+    GPU a call whose ``next_obs`` does not continue its ``obs`` writes nothing and
+    adds 1 to ``rejected_adds`` (one int64 on the storage's device) instead of
+    raising; on the CPU it raises."""
     torch.ops.dqnfast.replay_add(
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
-        storage["terminated"], storage["truncated"], storage["counters"],
+        storage["terminated"], storage["truncated"], storage["counters"], rejected_adds,
         storage.get("priority"), storage.get("sum_tree"), storage.get("min_tree"),
         storage.get("max_priority"), obs, next_obs, action, reward, terminated, truncated,
         env_ids, priority, frame_stack, n_step, alpha, priority_eps)
@@ -48,9 +57,9 @@ def replay_update_priorities(storage: dict, index: torch.Tensor, priority: torch
 
 @torch.library.register_fake("dqnfast::replay_add")
 def _replay_add_fake(frames, obs_pos, action, reward, terminated, truncated, counters,
-                     priority, sum_tree, min_tree, max_priority, obs, next_obs, new_action,
-                     new_reward, new_terminated, new_truncated, env_ids, new_priority,
-                     frame_stack, n_step, alpha, priority_eps):
+                     rejected_adds, priority, sum_tree, min_tree, max_priority, obs, next_obs,
+                     new_action, new_reward, new_terminated, new_truncated, env_ids,
+                     new_priority, frame_stack, n_step, alpha, priority_eps):
     return None
 
 

@@ -102,7 +102,8 @@ class ReplayBuffer:
     Devices. ``storage_device`` holds the frames, metadata and trees (host memory
     by default; ``"cuda"`` keeps the whole buffer in GPU memory, added to, sampled
     and reprioritized by CUDA kernels without waiting for the GPU). ``device`` is
-    where batches are delivered.
+    where batches are delivered. ``"cuda"`` means the current GPU and equals
+    ``"cuda:<its index>"``: both devices are kept with their index.
 
     Batches. ``sample`` writes into tensors preallocated per batch size (from host
     storage to a CUDA ``device``: pinned host memory, then one asynchronous copy).
@@ -192,6 +193,8 @@ class ReplayBuffer:
         # Host storage: len() reads the counters through numpy, without torch overhead.
         self._counters_view = (self._storage["counters"].numpy()
                                if self.storage_device.type == "cpu" else None)
+        # Adds the GPU rejected, read by len() (see add).
+        self._rejected_adds = torch.zeros(1, dtype=torch.int64, device=self.storage_device)
         self._all_env_ids = torch.arange(num_envs)
         self._outputs = {}
         self._lock = threading.Lock()
@@ -220,40 +223,42 @@ class ReplayBuffer:
         ``priority`` (prioritized buffers; finite, non-negative, one per row, e.g.
         an actor's |TD error|) replaces the largest priority so far as the new
         transitions' priority.
+
+        A call whose ``next_obs[:, :-1]`` is not ``obs[:, 1:]`` raises ValueError and
+        stores nothing. With GPU storage, ``add`` never waits for the GPU (acting
+        overlaps a queued update), so where the check happens depends on the inputs:
+        host inputs (numpy arrays, CPU tensors) are checked on the host before the
+        upload and raise here; for CUDA tensors the GPU checks, the call stores
+        nothing, and the ValueError comes from the next call that waits for the GPU
+        anyway: ``len()`` or ``sample()``.
         """
-        obs = self._as_storage_tensor(obs, "obs")
-        next_obs = self._as_storage_tensor(next_obs, "next_obs")
-        action = _cast(self._as_storage_tensor(action, "action"), "action", torch.int64,
-                       _is_integer, "an integer dtype")
-        reward = _cast(self._as_storage_tensor(reward, "reward"), "reward", torch.float32,
-                       _is_real, "a real dtype")
-        terminated = _as_flags(self._as_storage_tensor(terminated, "terminated"), "terminated")
-        truncated = _as_flags(self._as_storage_tensor(truncated, "truncated"), "truncated")
+        obs, next_obs = _as_tensor(obs, "obs"), _as_tensor(next_obs, "next_obs")
+        if self.storage_device.type == "cuda" and not (obs.is_cuda or next_obs.is_cuda):
+            _check_continues(obs, next_obs, self.frame_stack)
+        action = _cast(_as_tensor(action, "action"), "action", torch.int64, _is_integer,
+                       "an integer dtype")
+        reward = _cast(_as_tensor(reward, "reward"), "reward", torch.float32, _is_real,
+                       "a real dtype")
+        terminated = _as_flags(_as_tensor(terminated, "terminated"), "terminated")
+        truncated = _as_flags(_as_tensor(truncated, "truncated"), "truncated")
         if env_ids is None:
             env_ids = self._all_env_ids
         else:
             # Checked on the host: distinct and in range.
-            env_ids = _cast(self._as_storage_tensor(env_ids, "env_ids", device="cpu"), "env_ids",
-                            torch.int64, _is_integer, "an integer dtype")
+            env_ids = _cast(_to_device(_as_tensor(env_ids, "env_ids"), torch.device("cpu")),
+                            "env_ids", torch.int64, _is_integer, "an integer dtype")
         if priority is not None:
             if not self.prioritized:
                 raise ValueError("add(priority=...) needs a prioritized buffer (prioritized=True)")
-            priority = _cast(self._as_storage_tensor(priority, "priority"), "priority",
-                             torch.float32, _is_floating, "a floating dtype")
+            priority = _cast(_to_device(_as_tensor(priority, "priority"), self.storage_device),
+                             "priority", torch.float32, _is_floating, "a floating dtype")
+        obs, next_obs, action, reward, terminated, truncated = (
+            _to_device(t, self.storage_device)
+            for t in (obs, next_obs, action, reward, terminated, truncated))
         with self._lock:
-            ops.replay_add(self._storage, obs, next_obs, action, reward, terminated, truncated,
-                           env_ids, priority, self.frame_stack, self.n_step, self.alpha,
-                           self.priority_eps)
-
-    def _as_storage_tensor(self, value: ArrayLike, name: str, device=None) -> torch.Tensor:
-        device = self.storage_device if device is None else device
-        if isinstance(value, torch.Tensor):
-            return value.to(device, non_blocking=True)
-        try:
-            return torch.as_tensor(np.asarray(value)).to(device, non_blocking=True)
-        except (TypeError, ValueError, RuntimeError) as error:
-            raise TypeError(f"expected {name} as a numpy array or torch tensor, got "
-                            f"{type(value).__name__}: {error}") from None
+            ops.replay_add(self._storage, self._rejected_adds, obs, next_obs, action, reward,
+                           terminated, truncated, env_ids, priority, self.frame_stack,
+                           self.n_step, self.alpha, self.priority_eps)
 
     # -- sampling -----------------------------------------------------------------------
 
@@ -261,13 +266,29 @@ class ReplayBuffer:
         """The number of sampleable transitions."""
         counters = self._counters_view
         if counters is None:  # GPU storage: this waits for the GPU
-            counters = self._storage["counters"].cpu().numpy()
+            counters = self._device_counters()
         written, first_valid = counters[:, 0], counters[:, 2]
         if self.n_step == 1:
             return int(written.sum() - first_valid.sum())
         stream_open, stream_start = counters[:, 3], counters[:, 4]
         pending = stream_open * np.minimum(self.n_step - 1, written - stream_start)
         return int(np.maximum(written - pending - first_valid, 0).sum())
+
+    def _device_counters(self) -> np.ndarray:
+        """The counters of GPU storage, read in one copy with the count of adds the GPU
+        rejected since the last read; raises ValueError if there were any."""
+        counters = self._storage["counters"]
+        state = torch.cat([counters.flatten(), self._rejected_adds]).cpu().numpy()
+        rejected = int(state[-1])
+        if rejected:
+            # Subtracted rather than zeroed: an add queued since the read keeps its count.
+            self._rejected_adds.sub_(rejected)
+            raise ValueError(
+                f"{rejected} earlier add call(s) with CUDA tensors stored nothing: their "
+                f"next_obs did not continue their obs (with frame_stack={self.frame_stack}, "
+                "next_obs[:, :-1] must equal obs[:, 1:]); the GPU found it, so it is "
+                "reported at this call, the first since to wait for the GPU")
+        return state[:-1].reshape(counters.shape)
 
     def sample(self, batch_size: int) -> Batch:
         """Samples ``batch_size`` sampleable transitions (with replacement): uniformly,
@@ -303,10 +324,10 @@ class ReplayBuffer:
         """
         if not self.prioritized:
             raise ValueError("update_priorities needs a prioritized buffer (prioritized=True)")
-        index = _cast(_as_tensor_on(index, "index", self.storage_device), "index", torch.int64,
-                      _is_integer, "an integer dtype")
-        priority = _cast(_as_tensor_on(priority, "priority", self.storage_device), "priority",
-                         torch.float32, _is_floating, "a floating dtype")
+        index = _cast(_to_device(_as_tensor(index, "index"), self.storage_device), "index",
+                      torch.int64, _is_integer, "an integer dtype")
+        priority = _cast(_to_device(_as_tensor(priority, "priority"), self.storage_device),
+                         "priority", torch.float32, _is_floating, "a floating dtype")
         if index.dim() != 1 or priority.shape != index.shape:
             raise ValueError(f"expected index and priority of the same shape (batch,), got "
                              f"{tuple(index.shape)} and {tuple(priority.shape)}")
@@ -323,15 +344,16 @@ class ReplayBuffer:
         """``sample`` for recording into a CUDA graph being captured: no host reads
         and no checks that need them, so each replay draws a new batch from whatever
         the buffer holds by then (its size and write position are read on the GPU).
-        Needs ``storage_device`` and ``device`` both CUDA, and the graph must have
+        Needs ``storage_device`` and ``device`` both the same CUDA GPU, and the graph must have
         registered ``self.generator`` before its capture began. An empty buffer yields
         all-zero rows (a GPU kernel cannot raise without a host sync): replay after the
         first ``add``. Replays must be ordered with ``add`` on one CUDA stream; the
         lock is not taken when the graph replays."""
         _require_int("batch_size", batch_size, minimum=1)
-        if self.storage_device.type != "cuda" or self.device.type != "cuda":
-            raise ValueError("sample_in_graph needs storage_device and device both CUDA, got "
-                             f"storage_device={self.storage_device}, device={self.device}")
+        if self.storage_device.type != "cuda" or self.device != self.storage_device:
+            raise ValueError("sample_in_graph needs storage_device and device both CUDA, the "
+                             f"same GPU; got storage_device={self.storage_device}, "
+                             f"device={self.device}")
         with self._lock:
             out, _, _ = self._output_tensors(batch_size)
             self._draw_into(out)
@@ -461,17 +483,54 @@ class ReplayBuffer:
 
 
 def _checked_device(device, name: str) -> torch.device:
+    """``device`` as a torch.device, a CUDA one with its index: "cuda" and "cuda:0" name
+    the same GPU and must compare equal (the buffer copies between unequal devices)."""
     device = torch.device(device)
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"{name} must be a CPU or CUDA device, got {str(device)!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"{name}={str(device)!r} asks for CUDA, but no GPU is visible to torch "
                            f"{torch.__version__}")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
 def _has_cuda_kernels() -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key("dqnfast::replay_add", "CUDA")
+
+
+def _as_tensor(value: ArrayLike, name: str) -> torch.Tensor:
+    """``value`` as a tensor where it already is (no copy for tensors and arrays)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(f"expected {name} as a numpy array or torch tensor, got "
+                        f"{type(value).__name__}: {error}") from None
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # Without blocking only towards a GPU: a copy to the host would return before it
+    # lands, and the host reads (checks, memcpy) the tensor right away.
+    return tensor.to(device, non_blocking=device.type == "cuda")
+
+
+def _check_continues(obs: torch.Tensor, next_obs: torch.Tensor, frame_stack: int) -> None:
+    """Raises ValueError unless every row's next_obs[:-1] equals its obs[1:] byte for
+    byte (the compiled ops' check, done on host inputs before they go to the GPU).
+    Inputs of the wrong shape or dtype are left to the op to report."""
+    if (frame_stack == 1 or obs.shape != next_obs.shape or obs.dtype != next_obs.dtype
+            or obs.dim() < 2 or obs.shape[0] == 0 or obs.shape[1] != frame_stack):
+        return
+    rows = obs.shape[0]
+    obs_bytes, next_bytes = (t.reshape(rows, frame_stack, -1).contiguous().view(torch.uint8)
+                             for t in (obs, next_obs))
+    differs = (next_bytes[:, :-1] != obs_bytes[:, 1:]).reshape(rows, -1).any(dim=1)
+    if differs.any():
+        raise ValueError(f"next_obs of row {int(differs.nonzero()[0])} does not continue its "
+                         f"obs: with frame_stack={frame_stack}, next_obs[:-1] must equal obs[1:]")
 
 
 def _require_int(name: str, value, *, minimum: int) -> None:
@@ -498,16 +557,6 @@ def _require_priority_eps(value) -> float:
         raise ValueError(f"priority_eps must be positive and finite (at least {tiny:.3g}), "
                          f"got {value}")
     return float(value)
-
-
-def _as_tensor_on(value: ArrayLike, name: str, device: torch.device) -> torch.Tensor:
-    """A tensor on ``device``, copied there before this returns."""
-    try:
-        return torch.as_tensor(value if isinstance(value, torch.Tensor) else np.asarray(value),
-                               device=device)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise TypeError(f"expected {name} as a numpy array or torch tensor, got "
-                        f"{type(value).__name__}: {error}") from None
 
 
 def _is_integer(dtype: torch.dtype) -> bool:

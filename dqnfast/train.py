@@ -99,6 +99,7 @@ def select_actions(q_network, obs: np.ndarray, epsilon: float, num_actions: int,
 
 def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
     # -- set-up ------------------------------------------------------------------------
+    deadline = math.inf if cfg.max_minutes is None else time.time() + 60.0 * cfg.max_minutes
     if cfg.cuda and not torch.cuda.is_available():
         raise RuntimeError("--cuda was given, but torch sees no CUDA GPU "
                            f"(torch {torch.__version__}, CUDA {torch.version.cuda})")
@@ -145,10 +146,10 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
 
     # -- the loop ------------------------------------------------------------------------
     obs = env.reset()
-    iteration, solved, learning = 0, False, False
+    iteration, solved, learning, out_of_time = 0, False, False, False
     mean_return = float(np.mean(recent_returns)) if recent_returns else math.nan
     last_log_time, last_log_step = time.time(), step
-    while step < cfg.total_steps and not solved:
+    while step < cfg.total_steps and not solved and not out_of_time:
         epsilon = epsilon_at(cfg, step)
         actions = select_actions(q_network, obs, epsilon, env.num_actions, device, rng)
         if cfg.async_envs:
@@ -195,7 +196,8 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
                       and mean_return >= cfg.reward_bound)
 
         now = time.time()
-        if now - last_log_time >= 1.0 or solved or step >= cfg.total_steps:
+        out_of_time = now >= deadline
+        if now - last_log_time >= 1.0 or solved or step >= cfg.total_steps or out_of_time:
             sps = (step - last_log_step) / (now - last_log_time)
             log.scalar("charts/SPS", sps, step)
             log.scalar("charts/epsilon", epsilon, step)
@@ -205,7 +207,8 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
                 progress.set_postfix(sps=f"{sps:.0f}", episodes=episodes,
                                      mean_return=f"{mean_return:.2f}", epsilon=f"{epsilon:.3f}")
             last_log_time, last_log_step = now, step
-        if step // cfg.checkpoint_interval > previous_step // cfg.checkpoint_interval:
+        # Out of time: a last checkpoint, so that the run can be resumed from here.
+        if step // cfg.checkpoint_interval > previous_step // cfg.checkpoint_interval or out_of_time:
             save_checkpoint(run_dir, {
                 **model_info(cfg, env),
                 "q_network": q_network.state_dict(), "target_network": target_network.state_dict(),
@@ -219,7 +222,9 @@ def train(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
         progress.close()
     log.close()
     env.close()
-    message = (f"Solved in {step} steps" if solved else f"Stopped after {step} steps") + (
+    stopped = (f"Solved in {step} steps" if solved else f"Stopped after {step} steps" + (
+        f" (time limit of {cfg.max_minutes:g} minutes)" if out_of_time else ""))
+    message = stopped + (
         f" ({episodes} episodes, {log.wall_time:.0f} s): mean return of the last "
         f"{len(recent_returns)} episodes {mean_return:.2f}; run folder {run_dir}")
     print(message, flush=True)

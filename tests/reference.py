@@ -1,7 +1,9 @@
-"""Naive references the compiled code is checked against."""
+"""Naive references the compiled code is checked against, and the helpers the CPU and
+GPU tests share (nothing here needs more than numpy and torch)."""
 import collections
 
 import numpy as np
+import torch
 
 
 class NaiveReplayBuffer:
@@ -184,3 +186,32 @@ def check_against_reference(rb, ref, draws):
             check_batch_row(batch, i, expected[key])
             seen.add(key)
     return seen, expected
+
+
+def replay_op_args(rb, streams, batch_size, device="cpu"):
+    """Arguments of each replay op on a copy of rb's storage: {op: args}."""
+    storage = {n: t.clone() for n, t in rb._storage.items()}
+    obs, action, reward, next_obs, terminated, truncated = (
+        torch.as_tensor(x).to(device) for x in streams.step())
+    trees = [storage.get(n) for n in ("priority", "sum_tree", "min_tree", "max_priority")]
+    priority = torch.rand(2, device=device) if rb.prioritized else None
+    add = (storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
+           storage["terminated"], storage["truncated"], storage["counters"],
+           torch.zeros(1, dtype=torch.int64, device=device), *trees, obs, next_obs,
+           action.long(), reward.float(), terminated, truncated, torch.tensor([1, 0]),
+           priority, rb.frame_stack, rb.n_step, rb.alpha, rb.priority_eps)
+    batch = rb.sample(batch_size)
+    out = [torch.empty_like(getattr(batch, name)) for name in
+           ("obs", "next_obs", "action", "reward", "terminated", "discount", "index", "weight")]
+    bits = torch.randint(0, 2**62, (batch_size,), device=device)
+    sample = (storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
+              storage["terminated"], storage["truncated"], storage["counters"],
+              storage.get("sum_tree"), storage.get("min_tree"), bits, rb.frame_stack, rb.n_step,
+              rb.gamma, rb.beta, *out)
+    ops = {torch.ops.dqnfast.replay_add.default: add,
+           torch.ops.dqnfast.replay_sample.default: sample}
+    if rb.prioritized:
+        ops[torch.ops.dqnfast.replay_update_priorities.default] = (
+            *trees, storage["counters"], batch.index.clone(), torch.rand(batch_size, device=device),
+            rb.n_step, rb.alpha, rb.priority_eps)
+    return ops

@@ -7,30 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dqnfast
-
-GAMES = ["pong", "breakout", "space_invaders", "ms_pacman", "seaquest"]
-
-
-def ale_frame_pairs(game, count=8, seed=0):
-    """(frames, prev_frames): consecutive screens of `game` under random play."""
-    ale_py = pytest.importorskip("ale_py")
-    ale = ale_py.ALEInterface()
-    ale.setLoggerMode(ale_py.LoggerMode.Error)
-    ale.setInt("random_seed", seed)
-    ale.setFloat("repeat_action_probability", 0.0)
-    ale.loadROM(ale_py.roms.get_rom_path(game))
-    actions = ale.getMinimalActionSet()
-    rng = np.random.default_rng(seed)
-    frames, prev = [], []
-    for _ in range(count):
-        for _ in range(int(rng.integers(5, 40))):
-            ale.act(actions[rng.integers(len(actions))])
-            if ale.game_over():
-                ale.reset_game()
-        prev.append(ale.getScreenRGB())
-        ale.act(actions[rng.integers(len(actions))])
-        frames.append(ale.getScreenRGB())
-    return np.stack(frames), np.stack(prev)
+from atari_frames import GAMES, ale_frame_pairs
 
 
 def opencv_reference(frames, prev=None, *, crop=None, resize=(84, 84), window=None):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import dqnfast
 from reference import (EpisodeStreams, NaiveReplayBuffer, check_against_reference,
-                       per_env_sampleable_counts)
+                       per_env_sampleable_counts, replay_op_args)
 
 NP_DTYPES = {torch.uint8: np.uint8, torch.float32: np.float32}
 
@@ -242,6 +242,63 @@ def test_bad_construction(kwargs, error, message):
         dqnfast.ReplayBuffer(args.pop("capacity"), args.pop("obs_shape"), **args)
 
 
+def test_cuda_devices_are_kept_with_their_index(monkeypatch):
+    """"cuda" names the current GPU, so it must equal "cuda:<index>": the buffer copies
+    batches (and sample_in_graph refuses) between unequal devices."""
+    from dqnfast.replay_buffer import _checked_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert _checked_device("cuda", "device") == torch.device("cuda:1")
+    assert _checked_device(torch.device("cuda"), "device") == _checked_device("cuda:1", "storage_device")
+    assert _checked_device("cuda:0", "device") == torch.device("cuda:0")
+    assert _checked_device("cpu", "device") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_host_inputs_bound_for_the_gpu_are_checked_like_the_op(dtype):
+    """GPU storage checks host inputs on the host before uploading them: byte for byte
+    and with the message of the compiled check, which host storage runs."""
+    from dqnfast.replay_buffer import _check_continues
+    obs = torch.arange(3 * 4 * 5).reshape(3, 4, 5).to(dtype)
+    next_obs = torch.cat([obs[:, 1:], obs[:, :1] + 1], dim=1)
+    _check_continues(obs, next_obs, 4)
+    if dtype.is_floating_point:  # NaN frames continue themselves, as bytes do
+        obs[1, 2, 0] = next_obs[1, 1, 0] = float("nan")
+        _check_continues(obs, next_obs, 4)
+    next_obs[2, 0, 3] += 1
+    message = r"next_obs of row 2 does not continue its obs: with frame_stack=4, next_obs\[:-1\] must equal obs\[1:\]"
+    with pytest.raises(ValueError, match=message):
+        _check_continues(obs, next_obs, 4)
+    rb = dqnfast.ReplayBuffer(12, (4, 5), num_envs=3, frame_stack=4, obs_dtype=dtype)
+    with pytest.raises(ValueError, match=message):
+        rb.add(obs, [0, 0, 0], [0.0, 0.0, 0.0], next_obs, [False] * 3, [False] * 3)
+
+
+def test_copies_to_host_storage_wait_until_they_land(atari_rb):
+    """Inputs bound for host storage (and env_ids, checked on the host) are read by the
+    host right away: no copy towards the host may return before it lands."""
+    from torch.overrides import TorchFunctionMode
+
+    class RecordCopies(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.to_host = []  # non_blocking of each Tensor.to towards the CPU
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.Tensor.to and any(isinstance(a, torch.device) and a.type == "cpu"
+                                               for a in args[1:]):
+                self.to_host.append(kwargs.get("non_blocking", False))
+            return func(*args, **kwargs)
+
+    rb, streams = atari_rb
+    obs, action, reward, next_obs, terminated, truncated = (torch.as_tensor(x) for x in streams.step())
+    with RecordCopies() as record:
+        rb.add(obs, action, reward, next_obs, terminated, truncated, env_ids=torch.tensor([0, 1]))
+    assert len(record.to_host) == 7  # six inputs and env_ids
+    assert not any(record.to_host)
+
+
 # -- checkpoints ------------------------------------------------------------------------------
 
 def test_state_dict_shares_storage_and_round_trips(tmp_path, atari_rb):
@@ -340,34 +397,6 @@ def test_concurrent_add_and_sample_never_tears():
 
 
 # -- the ops themselves ------------------------------------------------------------------------
-
-def replay_op_args(rb, streams, batch_size, device="cpu"):
-    """Arguments of each replay op on a copy of rb's storage: {op: args}."""
-    storage = {n: t.clone() for n, t in rb._storage.items()}
-    obs, action, reward, next_obs, terminated, truncated = (
-        torch.as_tensor(x).to(device) for x in streams.step())
-    trees = [storage.get(n) for n in ("priority", "sum_tree", "min_tree", "max_priority")]
-    priority = torch.rand(2, device=device) if rb.prioritized else None
-    add = (storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
-           storage["terminated"], storage["truncated"], storage["counters"], *trees, obs,
-           next_obs, action.long(), reward.float(), terminated, truncated, torch.tensor([1, 0]),
-           priority, rb.frame_stack, rb.n_step, rb.alpha, rb.priority_eps)
-    batch = rb.sample(batch_size)
-    out = [torch.empty_like(getattr(batch, name)) for name in
-           ("obs", "next_obs", "action", "reward", "terminated", "discount", "index", "weight")]
-    bits = torch.randint(0, 2**62, (batch_size,), device=device)
-    sample = (storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
-              storage["terminated"], storage["truncated"], storage["counters"],
-              storage.get("sum_tree"), storage.get("min_tree"), bits, rb.frame_stack, rb.n_step,
-              rb.gamma, rb.beta, *out)
-    ops = {torch.ops.dqnfast.replay_add.default: add,
-           torch.ops.dqnfast.replay_sample.default: sample}
-    if rb.prioritized:
-        ops[torch.ops.dqnfast.replay_update_priorities.default] = (
-            *trees, storage["counters"], batch.index.clone(), torch.rand(batch_size, device=device),
-            rb.n_step, rb.alpha, rb.priority_eps)
-    return ops
-
 
 @pytest.mark.parametrize("n_step,prioritized", [(1, False), (3, False), (3, True)])
 def test_opcheck_replay_ops(n_step, prioritized):

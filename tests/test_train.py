@@ -181,6 +181,33 @@ def test_async_envs_train_like_sync_ones(tmp_path):
 def test_resume_refuses_changed_settings(tmp_path):
     with pytest.raises(SystemExit):
         parse_args(["--resume", str(tmp_path), "--learning-rate", "1"])
+    with pytest.raises(SystemExit):
+        parse_args(["--resume", str(tmp_path), "--backend", "ale"])
+
+
+def test_backend_flag_picks_the_atari_backend():
+    cfg, _ = parse_args(["--env", "Pong-v5", "--backend", "ale"])
+    assert cfg.env_options == {"backend": "ale"} and cfg.preset == "pong"
+    assert parse_args(["--env", "Pong-v5"])[0].env_options == {}
+    with pytest.raises(SystemExit):
+        parse_args(["--backend", "gym"])
+
+
+def test_max_minutes_stops_with_a_checkpoint_to_resume_from(tmp_path):
+    run_dir = tmp_path / "run"
+    cfg, _ = parse_args(["--env", "CartPole-v1", "--max-minutes", "0.1", "--no-progress",
+                         "--total-steps", "100000000", "--learning-starts", "500",
+                         "--checkpoint-interval", "100000000", "--run-dir", str(run_dir),
+                         "--reward", "10000"])
+    started = time.time()
+    result = train(cfg)
+    assert 6.0 <= time.time() - started < 120.0  # set-up counts: the limit is wall-clock
+    assert 0 < result.steps < cfg.total_steps and not result.solved
+    saved = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
+    assert saved["step"] == result.steps  # written when time ran out
+    assert (read_episodes(run_dir)["step"] <= result.steps).all()
+    cfg, resume = parse_args(["--resume", str(run_dir), "--max-minutes", "0.02"])
+    assert cfg.max_minutes == 0.02 and resume == str(run_dir)
 
 
 def test_evaluate_and_plot_a_run(tmp_path):

@@ -1,5 +1,6 @@
 """The learner's step (dqnfast.update): eager against a plain loop, graphed against eager."""
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -122,10 +123,28 @@ def test_sample_in_graph_needs_cuda_storage():
 
 # -- CUDA graphs (skipped without a GPU) --------------------------------------------------
 
+@pytest.fixture
+def deterministic_cuda():
+    """cuDNN and cuBLAS pick deterministic algorithms for the test (so eager and captured
+    runs, on different streams, compute alike), then the settings are restored."""
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") in (":4096:8", ":16:8"), \
+        "CUBLAS_WORKSPACE_CONFIG must be set before cuBLAS starts (tests/conftest.py sets it)"
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+
+
 @needs_cuda
 @pytest.mark.parametrize("storage_device", ["cpu", "cuda"])
 @pytest.mark.parametrize("tau", [1.0, 0.01])
-def test_graphed_update_equals_eager_after_100_updates(storage_device, tau):
+def test_graphed_update_equals_eager_after_100_updates(storage_device, tau, deterministic_cuda):
     obs_shape, num_actions = (4, 84, 84), 6
     runs = []
     for kind in (Update, GraphedUpdate):
@@ -154,14 +173,14 @@ def test_graphed_update_samples_what_is_added_after_capture():
     """The captured sample reads the buffer's size on the GPU: transitions added after
     the capture (with rewards never seen before) show up in later batches."""
     obs_shape = (4, 36, 36)
-    replay = filled_buffer(obs_shape, 4, device="cuda", storage_device="cuda", steps=20)
+    replay = filled_buffer(obs_shape, 4, device="cuda", storage_device="cuda", steps=40)
     q_network, target_network = networks(obs_shape, device="cuda")
     optimizer = torch.optim.Adam(q_network.parameters(), lr=1e-4, capturable=True)
     update = GraphedUpdate(q_network, target_network, optimizer, replay, batch_size=64)
     for _ in range(GraphedUpdate.WARMUP_UPDATES + 1):
         update()
     streams = EpisodeStreams(np.random.default_rng(1), 2, 4, obs_shape[1:], np.uint8)
-    for _ in range(400):  # overwrites all of the first 40 transitions
+    for _ in range(400):  # overwrites all of the first 80 transitions (250 per env kept)
         obs, action, reward, next_obs, terminated, truncated = streams.step()
         replay.add(obs, action, reward + 1000.0, next_obs, terminated, truncated)
     update()

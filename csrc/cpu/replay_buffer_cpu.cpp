@@ -31,7 +31,8 @@ bool ring_holds_stack(const uint8_t* ring, int64_t frame_capacity, int64_t frame
 
 void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
                     at::Tensor reward, at::Tensor terminated, at::Tensor truncated,
-                    at::Tensor counters, const std::optional<at::Tensor>& priority,
+                    at::Tensor counters, at::Tensor rejected_adds,
+                    const std::optional<at::Tensor>& priority,
                     const std::optional<at::Tensor>& sum_tree,
                     const std::optional<at::Tensor>& min_tree,
                     const std::optional<at::Tensor>& max_priority, const at::Tensor& obs_in,
@@ -41,6 +42,7 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
                     const std::optional<at::Tensor>& new_priority_in, int64_t k,
                     int64_t n_step, double alpha, double priority_eps) {
   check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
+  check_rejected_adds(rejected_adds, frames);  // unused here: the CPU raises at once
   check_add_inputs(frames, obs_in, next_obs_in, new_action_in, new_reward_in,
                    new_terminated_in, new_truncated_in, env_ids_in, k);
   check_settings(n_step, alpha, priority_eps);

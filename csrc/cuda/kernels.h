@@ -34,15 +34,17 @@ cudaError_t replay_check_shift(const uint8_t* obs, const uint8_t* next_obs, int6
                                cudaStream_t stream);
 
 // Row i of the inputs goes to environment env_ids[i] (distinct, checked by the caller).
-// With prioritized storage, `new_priority` (raw, one per row; null: the largest so
-// far; a negative or non-finite one counts as null) sets the new transitions'
-// priorities, and `ranges` (4 int64 per row, device scratch) carries each row's
-// changed transition ranges to the tree refresh that follows in the same stream.
+// If *mismatch (device, set by replay_check_shift earlier on `stream`) is non-zero,
+// nothing is written but *rejected_adds is incremented. With prioritized storage,
+// `new_priority` (raw, one per row; null: the largest so far; a negative or
+// non-finite one counts as null) sets the new transitions' priorities, and `ranges`
+// (4 int64 per row, device scratch) carries each row's changed transition ranges to
+// the tree refresh that follows in the same stream.
 cudaError_t replay_add(ReplayStorage storage, const uint8_t* obs, const uint8_t* next_obs,
                        const int64_t* action, const float* reward, const bool* terminated,
-                       const bool* truncated, const int64_t* env_ids,
-                       const float* new_priority, double alpha, double priority_eps,
-                       int64_t* ranges, int64_t rows, cudaStream_t stream);
+                       const bool* truncated, const int64_t* env_ids, const int* mismatch,
+                       int64_t* rejected_adds, const float* new_priority, double alpha,
+                       double priority_eps, int64_t* ranges, int64_t rows, cudaStream_t stream);
 
 // Reads the sampleable counts (or the trees) on the GPU: a captured sample stays
 // valid as the buffer fills. An empty buffer gives all-zero rows.

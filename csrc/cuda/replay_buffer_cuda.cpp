@@ -32,7 +32,7 @@ cuda::ReplayStorage storage_of(const at::Tensor& frames, const at::Tensor& obs_p
 
 void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, at::Tensor reward,
                      at::Tensor terminated, at::Tensor truncated, at::Tensor counters,
-                     const std::optional<at::Tensor>& priority,
+                     at::Tensor rejected_adds, const std::optional<at::Tensor>& priority,
                      const std::optional<at::Tensor>& sum_tree,
                      const std::optional<at::Tensor>& min_tree,
                      const std::optional<at::Tensor>& max_priority, const at::Tensor& obs_in,
@@ -42,6 +42,7 @@ void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, a
                      const std::optional<at::Tensor>& new_priority_in, int64_t k, int64_t n_step,
                      double alpha, double priority_eps) {
   check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
+  check_rejected_adds(rejected_adds, frames);
   check_add_inputs(frames, obs_in, next_obs_in, new_action, new_reward, new_terminated,
                    new_truncated, env_ids, k);
   check_settings(n_step, alpha, priority_eps);
@@ -51,6 +52,11 @@ void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, a
                     "priorities passed to add need a prioritized buffer");
   if (new_priority_in) check_priority_input(*new_priority_in, env_ids.size(0), frames.device());
   const c10::cuda::CUDAGuard guard(frames.device());
+  // env_ids go up through pinned memory freed once the call returns: a replay of a
+  // captured add would read whatever that memory holds by then.
+  TORCH_CHECK(c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None,
+              "replay_add cannot be captured in a CUDA graph: its env_ids are checked and "
+              "uploaded on the host at each call");
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const at::Tensor obs = obs_in.contiguous(), next_obs = next_obs_in.contiguous();
   const int64_t rows = env_ids.size(0);
@@ -59,16 +65,18 @@ void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, a
   auto s = storage_of(frames, obs_pos, action, reward, terminated, truncated, counters, k, n_step,
                       tree);
 
-  // Checked before anything is written; reading the flag waits for the GPU.
-  at::Tensor mismatch = at::zeros({1}, frames.options().dtype(at::kInt));
+  // Nothing here waits for the GPU, so acting overlaps a queued update: the shift
+  // check's flag is read by the add kernel, which then writes nothing and counts the
+  // call in rejected_adds for the caller to report later.
+  const at::Tensor mismatch = at::zeros({1}, frames.options().dtype(at::kInt));
   check_launch(cuda::replay_check_shift(static_cast<const uint8_t*>(obs.data_ptr()),
                                         static_cast<const uint8_t*>(next_obs.data_ptr()), rows,
                                         s.frame_bytes, k, mismatch.data_ptr<int>(), stream),
                "replay_check_shift");
-  TORCH_CHECK_VALUE(mismatch.item<int>() == 0, "next_obs does not continue its obs: with "
-                    "frame_stack=", k, ", next_obs[:, :-1] must equal obs[:, 1:]");
-
-  const at::Tensor ids = env_ids.to(frames.device());
+  // A private pinned copy: the upload runs later, and the caller may reuse env_ids.
+  at::Tensor pinned_ids = at::empty({rows}, env_ids.options().pinned_memory(true));
+  pinned_ids.copy_(env_ids);
+  const at::Tensor ids = pinned_ids.to(frames.device(), at::kLong, /*non_blocking=*/true);
   const at::Tensor new_priority = new_priority_in ? new_priority_in->contiguous() : at::Tensor();
   // Each row's changed transition ranges, for the tree refresh after the add.
   const at::Tensor ranges = prioritized ? at::empty({rows, 4}, counters.options()) : at::Tensor();
@@ -78,7 +86,8 @@ void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, a
                                 new_reward.contiguous().data_ptr<float>(),
                                 new_terminated.contiguous().data_ptr<bool>(),
                                 new_truncated.contiguous().data_ptr<bool>(),
-                                ids.data_ptr<int64_t>(),
+                                ids.data_ptr<int64_t>(), mismatch.data_ptr<int>(),
+                                rejected_adds.data_ptr<int64_t>(),
                                 new_priority.defined() ? new_priority.data_ptr<float>() : nullptr,
                                 alpha, priority_eps,
                                 ranges.defined() ? ranges.data_ptr<int64_t>() : nullptr, rows,

@@ -43,21 +43,36 @@ __global__ void check_shift_kernel(const uint8_t* obs, const uint8_t* next_obs,
 
 __global__ void add_kernel(ReplayStorage s, const uint8_t* obs, const uint8_t* next_obs,
                            const int64_t* action, const float* reward, const bool* terminated,
-                           const bool* truncated, const int64_t* env_ids,
-                           const float* new_priority, double alpha, double priority_eps,
-                           int64_t* ranges) {
+                           const bool* truncated, const int64_t* env_ids, const int* mismatch,
+                           int64_t* rejected_adds, const float* new_priority, double alpha,
+                           double priority_eps, int64_t* ranges) {
+  // Thread 0 reads the counters once for the block: it rewrites them at the end,
+  // and a warp that read them after that would write to the wrong ring slots.
+  __shared__ int64_t frames_before;
+  __shared__ bool stream_open, rejected;
   const int64_t i = blockIdx.x;
   const int64_t e = env_ids[i];
-  const int64_t k = s.frame_stack, fb = s.frame_bytes, F = s.frame_capacity, C = s.capacity;
   int64_t* c = s.counters + e * kNumCounters;
+  if (threadIdx.x == 0) {
+    rejected = *mismatch != 0;
+    if (rejected && i == 0) ++*rejected_adds;  // one count per call
+    frames_before = c[kFramesWritten];
+    stream_open = c[kStreamOpen] != 0;
+  }
+  __syncthreads();
+  // A rejected call writes nothing (the host learns of it from rejected_adds).
+  if (rejected) return;
+  const int64_t k = s.frame_stack, fb = s.frame_bytes, F = s.frame_capacity, C = s.capacity;
   uint8_t* ring = s.frames + e * F * fb;
   const uint8_t* o = obs + i * k * fb;
   const uint8_t* n = next_obs + i * k * fb;
-  const int64_t fw = c[kFramesWritten];
+  const int64_t fw = frames_before;
 
   // A new stream starts at an episode start or wherever obs is not the stored
-  // next_obs: then all k frames of obs are stored.
-  bool continues = c[kStreamOpen] != 0;
+  // next_obs: then all k frames of obs are stored. `continues` is the same in every
+  // thread (shared memory, then block_equal), so the whole block reaches each barrier;
+  // the last block_equal's barrier orders the ring's reads before the writes below.
+  bool continues = stream_open;
   for (int64_t j = 0; j < k && continues; ++j)
     continues = block_equal(ring + frame_slot(fw - k + j, F) * fb, o + j * fb, fb);
   int64_t written = fw;
@@ -119,7 +134,9 @@ __device__ void for_each_changed_run(const ReplayStorage& s, const int64_t* env_
 // by level, a barrier between levels (each node recomputed from children final by
 // then; a node two runs share gets the same value twice).
 __global__ void refresh_after_add_kernel(ReplayStorage s, const int64_t* env_ids,
-                                         const int64_t* ranges, int64_t rows) {
+                                         const int64_t* ranges, int64_t rows,
+                                         const int* mismatch) {
+  if (*mismatch != 0) return;  // a rejected add changed nothing (and wrote no ranges)
   const PriorityTree& t = s.tree;
   for_each_changed_run(s, env_ids, ranges, rows, [&](int64_t env, int64_t begin, int64_t end) {
     const int64_t* c = s.counters + env * kNumCounters;
@@ -227,15 +244,15 @@ cudaError_t replay_check_shift(const uint8_t* obs, const uint8_t* next_obs, int6
 
 cudaError_t replay_add(ReplayStorage storage, const uint8_t* obs, const uint8_t* next_obs,
                        const int64_t* action, const float* reward, const bool* terminated,
-                       const bool* truncated, const int64_t* env_ids,
-                       const float* new_priority, double alpha, double priority_eps,
-                       int64_t* ranges, int64_t rows, cudaStream_t stream) {
+                       const bool* truncated, const int64_t* env_ids, const int* mismatch,
+                       int64_t* rejected_adds, const float* new_priority, double alpha,
+                       double priority_eps, int64_t* ranges, int64_t rows, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   add_kernel<<<rows, kThreads, 0, stream>>>(storage, obs, next_obs, action, reward, terminated,
-                                            truncated, env_ids, new_priority, alpha,
-                                            priority_eps, ranges);
+                                            truncated, env_ids, mismatch, rejected_adds,
+                                            new_priority, alpha, priority_eps, ranges);
   if (storage.tree.sum == nullptr) return cudaGetLastError();
-  refresh_after_add_kernel<<<1, kThreads, 0, stream>>>(storage, env_ids, ranges, rows);
+  refresh_after_add_kernel<<<1, kThreads, 0, stream>>>(storage, env_ids, ranges, rows, mismatch);
   return cudaGetLastError();
 }
 
