@@ -4,8 +4,10 @@ import pytest
 import torch
 
 import dqnfast
-from reference import EpisodeStreams, NaiveReplayBuffer, check_against_reference
+from reference import (EpisodeStreams, NaiveReplayBuffer, check_against_reference, check_batch_row,
+                       decode_index)
 from test_preprocess import GAMES, ale_frame_pairs
+from test_replay_buffer import replay_op_args
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available()
@@ -49,13 +51,17 @@ def test_push_frames_matches_cpu():
         assert torch.equal(gpu.cpu(), cpu)
 
 
+@pytest.mark.parametrize("n_step,prioritized", [(1, False), (3, False), (1, True), (5, True)])
 @pytest.mark.parametrize("frame_stack,frame_shape", [(4, (84, 84)), (1, (4,)), (3, (5, 7))])
-def test_gpu_storage_equals_cpu_storage(frame_stack, frame_shape):
+def test_gpu_storage_equals_cpu_storage(frame_stack, frame_shape, n_step, prioritized):
+    """Same adds and priority updates: the same storage and trees bit for bit; same
+    random bits: the same batches bit for bit."""
     num_envs = 3
     obs_shape = (frame_stack, *frame_shape) if frame_stack > 1 else frame_shape
     dtype = torch.float32 if frame_shape == (4,) else torch.uint8
     kwargs = dict(num_envs=num_envs, frame_stack=frame_stack, obs_dtype=dtype, seed=0,
-                  frame_capacity=num_envs * 70)  # few spare frames: early evictions too
+                  frame_capacity=num_envs * 70,  # few spare frames: early evictions too
+                  n_step=n_step, gamma=0.97, prioritized=prioritized, beta=0.6)
     cpu = dqnfast.ReplayBuffer(num_envs * 50, obs_shape, **kwargs)
     gpu = dqnfast.ReplayBuffer(num_envs * 50, obs_shape, storage_device="cuda", device="cuda", **kwargs)
     streams = EpisodeStreams(np.random.default_rng(1), num_envs, frame_stack, frame_shape,
@@ -65,9 +71,18 @@ def test_gpu_storage_equals_cpu_storage(frame_stack, frame_shape):
     for step in range(400):
         obs, action, reward, next_obs, terminated, truncated = streams.step()
         ids = rng.permutation(num_envs)[:rng.integers(1, num_envs + 1)]
+        given = (rng.uniform(0, 3, len(ids)).astype(np.float32)
+                 if prioritized and step % 7 == 0 else None)
         for rb in (cpu, gpu):
             rb.add(obs[ids], action[ids], reward[ids], next_obs[ids], terminated[ids],
-                   truncated[ids], env_ids=ids)
+                   truncated[ids], env_ids=ids, priority=given)
+        if prioritized and step % 10 == 9:
+            # Duplicates included: the largest wins on both.
+            index = cpu.sample(16).index.clone()
+            index[8:] = index[:8]
+            priority = torch.from_numpy(rng.uniform(0, 4, 16).astype(np.float32))
+            cpu.update_priorities(index, priority)
+            gpu.update_priorities(index.cuda(), priority.cuda())
         if step % 50 == 49:
             for name, tensor in cpu.state_dict()["storage"].items():
                 assert torch.equal(gpu.state_dict()["storage"][name].cpu(), tensor), name
@@ -75,48 +90,94 @@ def test_gpu_storage_equals_cpu_storage(frame_stack, frame_shape):
             outs = []
             for rb, device in ((cpu, "cpu"), (gpu, "cuda")):
                 out = {n: torch.empty_like(t, device=device) for n, t in cpu.sample(64)._asdict().items()}
-                dqnfast.ops.replay_sample(rb._storage, bits.to(device), frame_stack, out)
+                dqnfast.ops.replay_sample(rb._storage, bits.to(device), frame_stack, n_step, 0.97,
+                                          0.6, out)
                 outs.append(out)
             for name in outs[0]:
                 assert torch.equal(outs[1][name].cpu(), outs[0][name]), name
 
 
-def test_sample_captured_in_cuda_graph_stays_valid_as_buffer_grows():
+@pytest.mark.parametrize("n_step,prioritized", [(1, False), (3, True)])
+def test_sample_and_priority_update_captured_in_cuda_graph(n_step, prioritized):
+    """The buffer's own sample_in_graph and update_priorities recorded in one graph:
+    each replay's batch is the reference's n-step transitions, and its priority
+    update leaves the trees bit for bit as the same update leaves a host twin's."""
     num_envs, k = 4, 4
-    rb = dqnfast.ReplayBuffer(num_envs * 100, (k, 8, 8), num_envs=num_envs, frame_stack=k,
-                              storage_device="cuda", device="cuda", seed=0)
-    ref = NaiveReplayBuffer(num_envs * 100, num_envs)
+    kwargs = dict(num_envs=num_envs, frame_stack=k, seed=0, n_step=n_step, prioritized=prioritized)
+    rb = dqnfast.ReplayBuffer(num_envs * 100, (k, 8, 8), storage_device="cuda", device="cuda", **kwargs)
+    twin = dqnfast.ReplayBuffer(num_envs * 100, (k, 8, 8), **kwargs)
+    ref = NaiveReplayBuffer.like(rb)
     streams = EpisodeStreams(np.random.default_rng(0), num_envs, k, (8, 8), np.uint8, end_prob=0.05)
 
     def add(steps):
         for _ in range(steps):
             obs, action, reward, next_obs, terminated, truncated = streams.step()
-            rb.add(obs, action, reward, next_obs, terminated, truncated)
-            ref.add(obs, action, reward, next_obs, terminated)
+            for buffer in (rb, twin):
+                buffer.add(obs, action, reward, next_obs, terminated, truncated)
+            ref.add(obs, action, reward, next_obs, terminated, truncated=truncated)
 
     add(5)
-    generator = torch.Generator(device="cuda").manual_seed(0)
-    out = {n: torch.empty_like(t) for n, t in rb.sample(32)._asdict().items()}
+    priority = torch.zeros(32, device="cuda")
     graph = torch.cuda.CUDAGraph()
     stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        graph.register_generator_state(generator)
+        graph.register_generator_state(rb.generator)
         with torch.cuda.graph(graph):
-            bits = torch.randint(0, 2**62, (32,), device="cuda", generator=generator)
-            dqnfast.ops.replay_sample(rb._storage, bits, k, out)
+            batch = rb.sample_in_graph(32)
+            if prioritized:
+                rb.update_priorities(batch.index, priority)
+    torch.cuda.current_stream().wait_stream(stream)
+    rng = np.random.default_rng(1)
     for _ in range(30):  # the buffer grows, wraps, evicts; the graph reads its counters
         add(17)
+        priority.copy_(torch.from_numpy(rng.uniform(0, 5, 32).astype(np.float32)))
         graph.replay()
         torch.cuda.synchronize()
-        expected = {}
-        counters = rb.state_dict()["storage"]["counters"].cpu()
-        for env, count in enumerate((counters[:, 0] - counters[:, 2]).tolist()):
-            expected.update(ref.newest(env, count))
-        for i, reward in enumerate(out["reward"].cpu().tolist()):
-            assert reward in expected
-            np.testing.assert_array_equal(out["obs"][i].cpu().numpy(), expected[reward][0])
-            np.testing.assert_array_equal(out["next_obs"][i].cpu().numpy(), expected[reward][3])
+        expected = ref.sampleable()
+        for i, index in enumerate(batch.index.cpu().tolist()):
+            check_batch_row(batch, i, expected[decode_index(rb, index)])
+        if prioritized:
+            twin.update_priorities(batch.index.cpu(), priority.cpu())
+            for name, tensor in twin.state_dict()["storage"].items():
+                assert torch.equal(rb.state_dict()["storage"][name].cpu(), tensor), name
     check_against_reference(rb, ref, draws=2)
+
+
+def test_prioritized_sample_in_graph_of_an_empty_buffer_gives_zero_rows():
+    rb = dqnfast.ReplayBuffer(64, (4, 8, 8), num_envs=2, frame_stack=4, storage_device="cuda",
+                              device="cuda", seed=0, n_step=3, prioritized=True)
+    graph = torch.cuda.CUDAGraph()
+    graph.register_generator_state(rb.generator)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream), torch.cuda.graph(graph):
+        batch = rb.sample_in_graph(8)
+    for tensor in batch:
+        tensor.fill_(1)
+    graph.replay()
+    torch.cuda.synchronize()
+    for tensor in batch:
+        assert not tensor.any()
+
+
+def test_gpu_priority_update_skips_entries_it_cannot_use():
+    """No host reads on the GPU: invalid entries are skipped, valid ones applied."""
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, storage_device="cuda",
+                              device="cuda", seed=0, n_step=2, prioritized=True)
+    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8)
+    for _ in range(10):
+        rb.add(*streams.step())
+    index = rb.sample(1).index
+    before = {n: t.clone() for n, t in rb.state_dict()["storage"].items()}
+    bad = torch.tensor([-1, 10**9, index.item(), index.item()], device="cuda")
+    rb.update_priorities(bad, torch.tensor([1.0, 1.0, float("nan"), -2.0], device="cuda"))
+    for name, tensor in rb.state_dict()["storage"].items():
+        assert torch.equal(tensor, before[name]), name
+    rb.update_priorities(torch.cat([bad, index]),
+                         torch.tensor([1.0, 1.0, float("nan"), -2.0, 3.0], device="cuda"))
+    env, number = decode_index(rb, index.item())
+    got = rb.state_dict()["storage"]["priority"][env, number % 32].item()
+    assert got == pytest.approx((3.0 + rb.priority_eps) ** rb.alpha, rel=1e-6)
 
 
 def test_opcheck_cuda_ops():
@@ -128,22 +189,14 @@ def test_opcheck_cuda_ops():
     torch.library.opcheck(torch.ops.dqnfast.push_frames.default,
                           (stacks, out, torch.tensor([True, False], device="cuda"),
                            torch.empty_like(stacks)))
-    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, storage_device="cuda",
-                              device="cuda", seed=0)
-    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8)
-    for _ in range(10):
-        rb.add(*streams.step())
-    storage = {n: t.clone() for n, t in rb._storage.items()}
-    obs, action, reward, next_obs, terminated, truncated = (torch.as_tensor(x).cuda() for x in streams.step())
-    torch.library.opcheck(torch.ops.dqnfast.replay_add.default, (
-        storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
-        storage["terminated"], storage["truncated"], storage["counters"], obs, next_obs,
-        action.long(), reward.float(), terminated, truncated, torch.tensor([1, 0]), 4))
-    out = {n: torch.empty_like(t) for n, t in rb.sample(5)._asdict().items()}
-    torch.library.opcheck(torch.ops.dqnfast.replay_sample.default, (
-        storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
-        storage["terminated"], storage["counters"], torch.randint(0, 2**62, (5,), device="cuda"),
-        4, out["obs"], out["next_obs"], out["action"], out["reward"], out["terminated"]))
+    for n_step, prioritized in ((1, False), (3, True)):
+        rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, storage_device="cuda",
+                                  device="cuda", seed=0, n_step=n_step, prioritized=prioritized)
+        streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8)
+        for _ in range(10):
+            rb.add(*streams.step())
+        for op, args in replay_op_args(rb, streams, 5, device="cuda").items():
+            torch.library.opcheck(op, args)
 
 
 def test_bad_add_on_gpu_changes_nothing():
