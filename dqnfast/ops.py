@@ -9,6 +9,11 @@ import torch
 
 from dqnfast import _C  # noqa: F401  (registers torch.ops.dqnfast)
 
+# The overloads themselves: calling them skips the overload lookup of each call.
+_replay_add = torch.ops.dqnfast.replay_add.default
+_replay_sample = torch.ops.dqnfast.replay_sample.default
+_replay_update_priorities = torch.ops.dqnfast.replay_update_priorities.default
+
 
 def replay_add(storage: dict, obs: torch.Tensor, next_obs: torch.Tensor, action: torch.Tensor,
                reward: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
@@ -17,7 +22,7 @@ def replay_add(storage: dict, obs: torch.Tensor, next_obs: torch.Tensor, action:
     """Appends row i of the inputs to environment ``env_ids[i]`` of the replay
     storage (in place); a prioritized storage gives the new transitions
     ``priority`` (raw, one per row) or, if None, the largest priority so far."""
-    torch.ops.dqnfast.replay_add(
+    _replay_add(
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
         storage["terminated"], storage["truncated"], storage["counters"],
         storage.get("priority"), storage.get("sum_tree"), storage.get("min_tree"),
@@ -30,7 +35,7 @@ def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int, n_
     """Writes the n-step transitions picked by ``random_bits`` (one non-negative int64
     each) into the preallocated tensors of ``out``: by priority if the storage has
     trees, else uniformly."""
-    torch.ops.dqnfast.replay_sample(
+    _replay_sample(
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
         storage["terminated"], storage["truncated"], storage["counters"],
         storage.get("sum_tree"), storage.get("min_tree"), random_bits, frame_stack, n_step,
@@ -41,7 +46,7 @@ def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int, n_
 def replay_update_priorities(storage: dict, index: torch.Tensor, priority: torch.Tensor,
                              n_step: int, alpha: float, priority_eps: float) -> None:
     """Sets the priorities of the transitions ``index`` names (as sample gave it)."""
-    torch.ops.dqnfast.replay_update_priorities(
+    _replay_update_priorities(
         storage["priority"], storage["sum_tree"], storage["min_tree"], storage["max_priority"],
         storage["counters"], index, priority, n_step, alpha, priority_eps)
 

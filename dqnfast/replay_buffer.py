@@ -193,6 +193,8 @@ class ReplayBuffer:
         self._counters_view = (self._storage["counters"].numpy()
                                if self.storage_device.type == "cpu" else None)
         self._all_env_ids = torch.arange(num_envs)
+        self._host_storage = self.storage_device.type == "cpu"
+        self._np_obs_dtype = _numpy_dtype(obs_dtype)
         self._outputs = {}
         self._lock = threading.Lock()
 
@@ -221,20 +223,17 @@ class ReplayBuffer:
         an actor's |TD error|) replaces the largest priority so far as the new
         transitions' priority.
         """
-        obs = self._as_storage_tensor(obs, "obs")
-        next_obs = self._as_storage_tensor(next_obs, "next_obs")
-        action = _cast(self._as_storage_tensor(action, "action"), "action", torch.int64,
-                       _is_integer, "an integer dtype")
-        reward = _cast(self._as_storage_tensor(reward, "reward"), "reward", torch.float32,
-                       _is_real, "a real dtype")
-        terminated = _as_flags(self._as_storage_tensor(terminated, "terminated"), "terminated")
-        truncated = _as_flags(self._as_storage_tensor(truncated, "truncated"), "truncated")
+        obs = self._input(obs, "obs", self._np_obs_dtype)
+        next_obs = self._input(next_obs, "next_obs", self._np_obs_dtype)
+        action = self._input(action, "action", _NP_INT64, _as_int64)
+        reward = self._input(reward, "reward", _NP_FLOAT32, _as_float32)
+        terminated = self._input(terminated, "terminated", _NP_BOOL, _as_flags)
+        truncated = self._input(truncated, "truncated", _NP_BOOL, _as_flags)
         if env_ids is None:
             env_ids = self._all_env_ids
         else:
             # Checked on the host: distinct and in range.
-            env_ids = _cast(self._as_storage_tensor(env_ids, "env_ids", device="cpu"), "env_ids",
-                            torch.int64, _is_integer, "an integer dtype")
+            env_ids = _as_int64(self._as_storage_tensor(env_ids, "env_ids", device="cpu"), "env_ids")
         if priority is not None:
             if not self.prioritized:
                 raise ValueError("add(priority=...) needs a prioritized buffer (prioritized=True)")
@@ -244,6 +243,15 @@ class ReplayBuffer:
             ops.replay_add(self._storage, obs, next_obs, action, reward, terminated, truncated,
                            env_ids, priority, self.frame_stack, self.n_step, self.alpha,
                            self.priority_eps)
+
+    def _input(self, value: ArrayLike, name: str, np_dtype, convert=None) -> torch.Tensor:
+        """An input of add as the op takes it. Host storage and a numpy array of the
+        stored dtype (the common case) skip every conversion: the tensor shares the
+        array (the op only reads it) and the op checks shapes and dtypes itself."""
+        if type(value) is np.ndarray and value.dtype is np_dtype and self._host_storage:
+            return torch.from_numpy(value)
+        tensor = self._as_storage_tensor(value, name)
+        return tensor if convert is None else convert(tensor, name)
 
     def _as_storage_tensor(self, value: ArrayLike, name: str, device=None) -> torch.Tensor:
         device = self.storage_device if device is None else device
@@ -262,12 +270,12 @@ class ReplayBuffer:
         counters = self._counters_view
         if counters is None:  # GPU storage: this waits for the GPU
             counters = self._storage["counters"].cpu().numpy()
-        written, first_valid = counters[:, 0], counters[:, 2]
-        if self.n_step == 1:
-            return int(written.sum() - first_valid.sum())
-        stream_open, stream_start = counters[:, 3], counters[:, 4]
-        pending = stream_open * np.minimum(self.n_step - 1, written - stream_start)
-        return int(np.maximum(written - pending - first_valid, 0).sum())
+        # A plain loop over a few envs costs less than numpy's per-call overhead.
+        total, window = 0, self.n_step - 1
+        for written, _, first_valid, stream_open, stream_start in counters.tolist():
+            pending = min(window, written - stream_start) if stream_open else 0
+            total += max(0, written - pending - first_valid)
+        return total
 
     def sample(self, batch_size: int) -> Batch:
         """Samples ``batch_size`` sampleable transitions (with replacement): uniformly,
@@ -303,8 +311,7 @@ class ReplayBuffer:
         """
         if not self.prioritized:
             raise ValueError("update_priorities needs a prioritized buffer (prioritized=True)")
-        index = _cast(_as_tensor_on(index, "index", self.storage_device), "index", torch.int64,
-                      _is_integer, "an integer dtype")
+        index = _as_int64(_as_tensor_on(index, "index", self.storage_device), "index")
         priority = _cast(_as_tensor_on(priority, "priority", self.storage_device), "priority",
                          torch.float32, _is_floating, "a floating dtype")
         if index.dim() != 1 or priority.shape != index.shape:
@@ -510,6 +517,17 @@ def _as_tensor_on(value: ArrayLike, name: str, device: torch.device) -> torch.Te
                         f"{type(value).__name__}: {error}") from None
 
 
+_NP_INT64, _NP_FLOAT32, _NP_BOOL = np.dtype(np.int64), np.dtype(np.float32), np.dtype(np.bool_)
+
+
+def _numpy_dtype(dtype: torch.dtype) -> Optional[np.dtype]:
+    """The numpy dtype of a torch dtype, None where numpy has none (bfloat16)."""
+    try:
+        return torch.empty(0, dtype=dtype).numpy().dtype
+    except TypeError:
+        return None
+
+
 def _is_integer(dtype: torch.dtype) -> bool:
     return not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
 
@@ -526,6 +544,14 @@ def _cast(tensor: torch.Tensor, name: str, dtype: torch.dtype, accepts, what: st
     if not accepts(tensor.dtype):
         raise TypeError(f"expected {name} of {what}, got {tensor.dtype}")
     return tensor.to(dtype)
+
+
+def _as_int64(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    return _cast(tensor, name, torch.int64, _is_integer, "an integer dtype")
+
+
+def _as_float32(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    return _cast(tensor, name, torch.float32, _is_real, "a real dtype")
 
 
 def _as_flags(tensor: torch.Tensor, name: str) -> torch.Tensor:
