@@ -7,8 +7,9 @@ import numpy as np
 import torch
 
 from dqnfast import ops
-
-ArrayLike = Union[np.ndarray, torch.Tensor, Sequence, float, int, bool]
+from dqnfast._replay_inputs import (NP_BOOL, NP_FLOAT32, NP_INT64, ArrayLike, as_flags,
+                                    as_float32, as_floats, as_int64, as_tensor_on, numpy_dtype,
+                                    require_fraction, require_int, require_priority_eps)
 
 # Spare frames beyond one per transition cost at most this many bytes per transition
 # (see ReplayBuffer's docstring: episode starts take frame_stack frames).
@@ -120,10 +121,10 @@ class ReplayBuffer:
                  storage_device: Union[str, torch.device] = "cpu", n_step: int = 1,
                  gamma: float = 0.99, prioritized: bool = False, alpha: float = 0.6,
                  beta: float = 0.4, priority_eps: float = 1e-6):
-        _require_int("num_envs", num_envs, minimum=1)
-        _require_int("frame_stack", frame_stack, minimum=1)
-        _require_int("capacity", capacity, minimum=num_envs)
-        _require_int("n_step", n_step, minimum=1)
+        require_int("num_envs", num_envs, minimum=1)
+        require_int("frame_stack", frame_stack, minimum=1)
+        require_int("capacity", capacity, minimum=num_envs)
+        require_int("n_step", n_step, minimum=1)
         obs_shape = tuple(obs_shape)
         if not obs_shape or not all(isinstance(d, int) and d > 0 for d in obs_shape):
             raise ValueError(f"obs_shape must be a non-empty tuple of positive ints, got {obs_shape}")
@@ -136,12 +137,12 @@ class ReplayBuffer:
         if per_env < n_step:
             raise ValueError(f"capacity // num_envs must be at least n_step={n_step} (a whole "
                              f"window per environment), got {per_env}")
-        self.gamma = _require_fraction("gamma", gamma)
+        self.gamma = require_fraction("gamma", gamma)
         if not isinstance(prioritized, bool):
             raise TypeError(f"prioritized must be a bool, got {type(prioritized).__name__}")
-        self.alpha = _require_fraction("alpha", alpha)
+        self.alpha = require_fraction("alpha", alpha)
         self.beta = beta  # checked by the property
-        self.priority_eps = _require_priority_eps(priority_eps)
+        self.priority_eps = require_priority_eps(priority_eps)
         self.device = _checked_device(device, "device")
         self.storage_device = _checked_device(storage_device, "storage_device")
         if self.storage_device.type == "cuda" and not _has_cuda_kernels():
@@ -162,7 +163,7 @@ class ReplayBuffer:
             reserve = math.ceil(per_env * _RESERVE_BYTES_PER_TRANSITION / frame_bytes)
             frame_capacity = (per_env + min(per_env * frame_stack, max(frame_stack + 1, reserve))) * num_envs
         # A whole window's frames must fit, else its first transition is evicted first.
-        _require_int("frame_capacity", frame_capacity, minimum=(frame_stack + n_step) * num_envs)
+        require_int("frame_capacity", frame_capacity, minimum=(frame_stack + n_step) * num_envs)
         self.frame_capacity = frame_capacity
 
         on = dict(device=self.storage_device)
@@ -194,7 +195,7 @@ class ReplayBuffer:
                                if self.storage_device.type == "cpu" else None)
         self._all_env_ids = torch.arange(num_envs)
         self._host_storage = self.storage_device.type == "cpu"
-        self._np_obs_dtype = _numpy_dtype(obs_dtype)
+        self._np_obs_dtype = numpy_dtype(obs_dtype)
         self._outputs = {}
         self._lock = threading.Lock()
 
@@ -205,7 +206,7 @@ class ReplayBuffer:
 
     @beta.setter
     def beta(self, value: float) -> None:
-        self._beta = _require_fraction("beta", value)
+        self._beta = require_fraction("beta", value)
 
     # -- adding -------------------------------------------------------------------------
 
@@ -225,20 +226,19 @@ class ReplayBuffer:
         """
         obs = self._input(obs, "obs", self._np_obs_dtype)
         next_obs = self._input(next_obs, "next_obs", self._np_obs_dtype)
-        action = self._input(action, "action", _NP_INT64, _as_int64)
-        reward = self._input(reward, "reward", _NP_FLOAT32, _as_float32)
-        terminated = self._input(terminated, "terminated", _NP_BOOL, _as_flags)
-        truncated = self._input(truncated, "truncated", _NP_BOOL, _as_flags)
+        action = self._input(action, "action", NP_INT64, as_int64)
+        reward = self._input(reward, "reward", NP_FLOAT32, as_float32)
+        terminated = self._input(terminated, "terminated", NP_BOOL, as_flags)
+        truncated = self._input(truncated, "truncated", NP_BOOL, as_flags)
         if env_ids is None:
             env_ids = self._all_env_ids
         else:
             # Checked on the host: distinct and in range.
-            env_ids = _as_int64(self._as_storage_tensor(env_ids, "env_ids", device="cpu"), "env_ids")
+            env_ids = as_int64(self._as_storage_tensor(env_ids, "env_ids", device="cpu"), "env_ids")
         if priority is not None:
             if not self.prioritized:
                 raise ValueError("add(priority=...) needs a prioritized buffer (prioritized=True)")
-            priority = _cast(self._as_storage_tensor(priority, "priority"), "priority",
-                             torch.float32, _is_floating, "a floating dtype")
+            priority = as_floats(self._as_storage_tensor(priority, "priority"), "priority")
         with self._lock:
             ops.replay_add(self._storage, obs, next_obs, action, reward, terminated, truncated,
                            env_ids, priority, self.frame_stack, self.n_step, self.alpha,
@@ -280,7 +280,7 @@ class ReplayBuffer:
     def sample(self, batch_size: int) -> Batch:
         """Samples ``batch_size`` sampleable transitions (with replacement): uniformly,
         or stratified by priority with ``prioritized=True``."""
-        _require_int("batch_size", batch_size, minimum=1)
+        require_int("batch_size", batch_size, minimum=1)
         with self._lock:
             stored = len(self)
             if stored == 0:
@@ -311,9 +311,8 @@ class ReplayBuffer:
         """
         if not self.prioritized:
             raise ValueError("update_priorities needs a prioritized buffer (prioritized=True)")
-        index = _as_int64(_as_tensor_on(index, "index", self.storage_device), "index")
-        priority = _cast(_as_tensor_on(priority, "priority", self.storage_device), "priority",
-                         torch.float32, _is_floating, "a floating dtype")
+        index = as_int64(as_tensor_on(index, "index", self.storage_device), "index")
+        priority = as_floats(as_tensor_on(priority, "priority", self.storage_device), "priority")
         if index.dim() != 1 or priority.shape != index.shape:
             raise ValueError(f"expected index and priority of the same shape (batch,), got "
                              f"{tuple(index.shape)} and {tuple(priority.shape)}")
@@ -335,7 +334,7 @@ class ReplayBuffer:
         all-zero rows (a GPU kernel cannot raise without a host sync): replay after the
         first ``add``. Replays must be ordered with ``add`` on one CUDA stream; the
         lock is not taken when the graph replays."""
-        _require_int("batch_size", batch_size, minimum=1)
+        require_int("batch_size", batch_size, minimum=1)
         if self.storage_device.type != "cuda" or self.device.type != "cuda":
             raise ValueError("sample_in_graph needs storage_device and device both CUDA, got "
                              f"storage_device={self.storage_device}, device={self.device}")
@@ -479,86 +478,3 @@ def _checked_device(device, name: str) -> torch.device:
 
 def _has_cuda_kernels() -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key("dqnfast::replay_add", "CUDA")
-
-
-def _require_int(name: str, value, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-
-
-def _require_fraction(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return float(value)
-
-
-def _require_priority_eps(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"priority_eps must be a float, got {type(value).__name__}")
-    # At least float32's smallest normal number: every priority stays positive.
-    tiny = torch.finfo(torch.float32).tiny
-    if not tiny <= value < math.inf:
-        raise ValueError(f"priority_eps must be positive and finite (at least {tiny:.3g}), "
-                         f"got {value}")
-    return float(value)
-
-
-def _as_tensor_on(value: ArrayLike, name: str, device: torch.device) -> torch.Tensor:
-    """A tensor on ``device``, copied there before this returns."""
-    try:
-        return torch.as_tensor(value if isinstance(value, torch.Tensor) else np.asarray(value),
-                               device=device)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise TypeError(f"expected {name} as a numpy array or torch tensor, got "
-                        f"{type(value).__name__}: {error}") from None
-
-
-_NP_INT64, _NP_FLOAT32, _NP_BOOL = np.dtype(np.int64), np.dtype(np.float32), np.dtype(np.bool_)
-
-
-def _numpy_dtype(dtype: torch.dtype) -> Optional[np.dtype]:
-    """The numpy dtype of a torch dtype, None where numpy has none (bfloat16)."""
-    try:
-        return torch.empty(0, dtype=dtype).numpy().dtype
-    except TypeError:
-        return None
-
-
-def _is_integer(dtype: torch.dtype) -> bool:
-    return not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
-
-
-def _is_floating(dtype: torch.dtype) -> bool:
-    return dtype.is_floating_point
-
-
-def _is_real(dtype: torch.dtype) -> bool:
-    return not dtype.is_complex and dtype != torch.bool
-
-
-def _cast(tensor: torch.Tensor, name: str, dtype: torch.dtype, accepts, what: str) -> torch.Tensor:
-    if not accepts(tensor.dtype):
-        raise TypeError(f"expected {name} of {what}, got {tensor.dtype}")
-    return tensor.to(dtype)
-
-
-def _as_int64(tensor: torch.Tensor, name: str) -> torch.Tensor:
-    return _cast(tensor, name, torch.int64, _is_integer, "an integer dtype")
-
-
-def _as_float32(tensor: torch.Tensor, name: str) -> torch.Tensor:
-    return _cast(tensor, name, torch.float32, _is_real, "a real dtype")
-
-
-def _as_flags(tensor: torch.Tensor, name: str) -> torch.Tensor:
-    """Bool flags; numeric arrays (SB3 passes float dones) must hold only 0 and 1."""
-    if tensor.dtype == torch.bool:
-        return tensor
-    if tensor.dtype.is_complex or not ((tensor == 0) | (tensor == 1)).all():
-        raise ValueError(f"expected {name} as bools (or 0/1), got {tensor.dtype} values "
-                         f"{tensor.flatten()[:8].tolist()}")
-    return tensor.to(torch.bool)
