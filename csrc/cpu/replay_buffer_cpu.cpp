@@ -219,16 +219,26 @@ void replay_sample_cpu(const at::Tensor& frames, const at::Tensor& obs_pos,
   int64_t* dst_index = out_index.data_ptr<int64_t>();
   float* dst_weight = out_weight.data_ptr<float>();
 
+  // Prioritized: all draws descend the tree together, one level at a time, so that
+  // their cache misses overlap instead of following one another.
+  std::vector<int64_t> leaf(prioritized ? batch : 0, 1);
+  if (prioritized) {
+    std::vector<double> target(batch);
+    for (int64_t b = 0; b < batch; ++b) target[b] = stratified_target(tree, b, batch, bits[b]);
+    for (int64_t level = 0, depth = tree_depth(tree.num_leaves); level < depth; ++level)
+      for (int64_t b = 0; b < batch; ++b) descend_step(tree, leaf[b], target[b]);
+    for (int64_t& node : leaf) node -= tree.num_leaves;
+  }
+
   const int64_t grain = std::max<int64_t>(1, kBytesPerThread / (2 * k * fb));
   at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       SampledTransition s;
       float weight = 1.0f;
       if (prioritized) {
-        const int64_t leaf = descend(tree, stratified_target(tree, b, batch, bits[b]));
-        s.env = leaf / capacity;
-        s.number = transition_in_slot(cnt + s.env * kNumCounters, leaf % capacity, capacity);
-        weight = importance_weight(tree, tree.sum[tree.num_leaves + leaf], beta);
+        s.env = leaf[b] / capacity;
+        s.number = transition_in_slot(cnt + s.env * kNumCounters, leaf[b] % capacity, capacity);
+        weight = importance_weight(tree, tree.sum[tree.num_leaves + leaf[b]], beta);
       } else {
         s = pick_transition(static_cast<uint64_t>(bits[b]), cnt, num_envs, n_step, total);
       }
