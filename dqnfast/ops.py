@@ -31,10 +31,11 @@ def replay_add(storage: dict, obs: torch.Tensor, next_obs: torch.Tensor, action:
 
 
 def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int, n_step: int,
-                  gamma: float, beta: float, out: dict) -> None:
+                  gamma: float, beta: torch.Tensor, out: dict) -> None:
     """Writes the n-step transitions picked by ``random_bits`` (one non-negative int64
     each) into the preallocated tensors of ``out``: by priority if the storage has
-    trees, else uniformly."""
+    trees, else uniformly. ``beta`` is a float64 tensor of one element on the
+    storage's device (a captured sample reads its value at each replay)."""
     _replay_sample(
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
         storage["terminated"], storage["truncated"], storage["counters"],

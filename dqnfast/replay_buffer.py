@@ -141,7 +141,7 @@ class ReplayBuffer:
         if not isinstance(prioritized, bool):
             raise TypeError(f"prioritized must be a bool, got {type(prioritized).__name__}")
         self.alpha = require_fraction("alpha", alpha)
-        self.beta = beta  # checked by the property
+        beta = require_fraction("beta", beta)
         self.priority_eps = require_priority_eps(priority_eps)
         self.device = _checked_device(device, "device")
         self.storage_device = _checked_device(storage_device, "storage_device")
@@ -185,6 +185,9 @@ class ReplayBuffer:
                 "min_tree": torch.full((nodes,), math.inf, dtype=torch.float32, **on),
                 "max_priority": torch.ones(1, dtype=torch.float32, **on),
             })
+        # A tensor, so that a sample captured in a CUDA graph reads the current value.
+        self._beta_tensor = torch.zeros(1, dtype=torch.float64, **on)
+        self.beta = beta  # checked by the property
         self._generator = torch.Generator(device=self.storage_device)
         if seed is None:
             self._generator.seed()
@@ -201,12 +204,14 @@ class ReplayBuffer:
 
     @property
     def beta(self) -> float:
-        """Exponent of the importance weights, in [0, 1]; may change between samples."""
+        """Exponent of the importance weights, in [0, 1]; may change between samples
+        (also between replays of a captured ``sample_in_graph``)."""
         return self._beta
 
     @beta.setter
     def beta(self, value: float) -> None:
         self._beta = require_fraction("beta", value)
+        self._beta_tensor.fill_(self._beta)
 
     # -- adding -------------------------------------------------------------------------
 
@@ -348,7 +353,7 @@ class ReplayBuffer:
         random_bits = torch.randint(0, 2**62, staging["action"].shape, generator=self._generator,
                                     device=self.storage_device)
         ops.replay_sample(self._storage, random_bits, self.frame_stack, self.n_step, self.gamma,
-                          self.beta, staging)
+                          self._beta_tensor, staging)
 
     def _output_tensors(self, batch_size: int):
         """(tensors the op writes, tensors returned, CUDA event of the copy between or None)."""

@@ -91,7 +91,7 @@ def test_gpu_storage_equals_cpu_storage(frame_stack, frame_shape, n_step, priori
             for rb, device in ((cpu, "cpu"), (gpu, "cuda")):
                 out = {n: torch.empty_like(t, device=device) for n, t in cpu.sample(64)._asdict().items()}
                 dqnfast.ops.replay_sample(rb._storage, bits.to(device), frame_stack, n_step, 0.97,
-                                          0.6, out)
+                                          rb._beta_tensor, out)
                 outs.append(out)
             for name in outs[0]:
                 assert torch.equal(outs[1][name].cpu(), outs[0][name]), name
@@ -132,12 +132,19 @@ def test_sample_and_priority_update_captured_in_cuda_graph(n_step, prioritized):
     for _ in range(30):  # the buffer grows, wraps, evicts; the graph reads its counters
         add(17)
         priority.copy_(torch.from_numpy(rng.uniform(0, 5, 32).astype(np.float32)))
+        rb.beta = float(rng.uniform(0, 1))  # read by the captured sample
         graph.replay()
         torch.cuda.synchronize()
         expected = ref.sampleable()
         for i, index in enumerate(batch.index.cpu().tolist()):
             check_batch_row(batch, i, expected[decode_index(rb, index)])
         if prioritized:
+            # The weights from the trees the sample saw (the twin's, before its update).
+            sums, mins = twin.state_dict()["storage"]["sum_tree"], twin.state_dict()["storage"]["min_tree"]
+            env, number = decode_index(rb, batch.index.cpu())
+            leaf = len(sums) // 2 + env * 100 + number % 100
+            expected = (mins[1].double() / sums[leaf]) ** rb.beta
+            torch.testing.assert_close(batch.weight.cpu().double(), expected, rtol=1e-6, atol=0)
             twin.update_priorities(batch.index.cpu(), priority.cpu())
             for name, tensor in twin.state_dict()["storage"].items():
                 assert torch.equal(rb.state_dict()["storage"][name].cpu(), tensor), name

@@ -184,13 +184,14 @@ void replay_sample_cpu(const at::Tensor& frames, const at::Tensor& obs_pos,
                        const at::Tensor& counters, const std::optional<at::Tensor>& sum_tree,
                        const std::optional<at::Tensor>& min_tree,
                        const at::Tensor& random_bits_in, int64_t k, int64_t n_step,
-                       double gamma, double beta, at::Tensor out_obs, at::Tensor out_next_obs,
+                       double gamma, const at::Tensor& beta_in, at::Tensor out_obs, at::Tensor out_next_obs,
                        at::Tensor out_action, at::Tensor out_reward, at::Tensor out_terminated,
                        at::Tensor out_discount, at::Tensor out_index, at::Tensor out_weight) {
   check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
   check_sample_outputs(frames, random_bits_in, out_obs, out_next_obs, out_action, out_reward,
                        out_terminated, out_discount, out_index, out_weight, k);
-  check_sample_settings(n_step, gamma, beta);
+  check_sample_settings(n_step, gamma, beta_in, frames.device());
+  const double beta = beta_in.contiguous().data_ptr<double>()[0];
   const bool prioritized = check_sample_trees(counters, sum_tree, min_tree, obs_pos.size(1));
   const PriorityTree tree = prioritized ? priority_tree_of(*sum_tree, *min_tree) : PriorityTree{};
   const int64_t num_envs = frames.size(0);
