@@ -32,12 +32,13 @@ TORCH_LIBRARY(dqnfast, m) {
       "int n_step, float alpha, float priority_eps) -> ()");
   // Gathers the n-step transitions picked by `random_bits` into the out tensors:
   // uniformly over the sampleable transitions, or with the trees stratified by
-  // priority (importance weights with exponent beta; ones without trees).
+  // priority (importance weights with exponent beta, a float64 tensor of one element
+  // so that a captured sample reads its current value; ones without trees).
   m.def(
       "replay_sample(Tensor frames, Tensor obs_pos, Tensor action, Tensor reward, "
       "Tensor terminated, Tensor truncated, Tensor counters, Tensor? sum_tree, "
       "Tensor? min_tree, Tensor random_bits, int frame_stack, int n_step, float gamma, "
-      "float beta, Tensor(a!) out_obs, Tensor(b!) out_next_obs, Tensor(c!) out_action, "
+      "Tensor beta, Tensor(a!) out_obs, Tensor(b!) out_next_obs, Tensor(c!) out_action, "
       "Tensor(d!) out_reward, Tensor(e!) out_terminated, Tensor(f!) out_discount, "
       "Tensor(g!) out_index, Tensor(h!) out_weight) -> ()");
   // Sets (|new_priority| + priority_eps) ^ alpha for the transitions a sample's

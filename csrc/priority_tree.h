@@ -95,20 +95,24 @@ DQNFAST_HOST_DEVICE inline LeafRuns leaf_runs(int64_t env, int64_t first, int64_
   return {{base + s0, base}, {base + capacity_per_env, base + s1 - capacity_per_env}, 2};
 }
 
-// Descends from the root to the leaf whose prefix of the total mass holds
-// `target`. Goes left whenever the right subtree is empty, so it ends on a leaf of
-// positive priority whenever the root is positive, whatever the rounding.
+// One level of the descent from the root to the leaf whose prefix of the total mass
+// holds `target`. Goes left whenever the right subtree is empty, so it ends on a
+// leaf of positive priority whenever the root is positive, whatever the rounding.
+DQNFAST_HOST_DEVICE inline void descend_step(const PriorityTree& t, int64_t& node,
+                                             double& target) {
+  const double left = t.sum[2 * node];
+  if (target < left || t.sum[2 * node + 1] == 0.0) {
+    node = 2 * node;
+  } else {
+    target = add_rn(target, -left);
+    node = 2 * node + 1;
+  }
+}
+
+// The leaf of `target` (see descend_step).
 DQNFAST_HOST_DEVICE inline int64_t descend(const PriorityTree& t, double target) {
   int64_t node = 1;
-  while (node < t.num_leaves) {
-    const double left = t.sum[2 * node];
-    if (target < left || t.sum[2 * node + 1] == 0.0) {
-      node = 2 * node;
-    } else {
-      target = add_rn(target, -left);
-      node = 2 * node + 1;
-    }
-  }
+  while (node < t.num_leaves) descend_step(t, node, target);
   return node - t.num_leaves;
 }
 

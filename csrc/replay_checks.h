@@ -175,10 +175,16 @@ inline void check_settings(int64_t n_step, double alpha, double priority_eps) {
                     "priority_eps must be positive and finite, got ", priority_eps);
 }
 
-inline void check_sample_settings(int64_t n_step, double gamma, double beta) {
+// beta's value is checked where it is set (ReplayBuffer.beta): reading it here
+// would make the GPU op wait.
+inline void check_sample_settings(int64_t n_step, double gamma, const at::Tensor& beta,
+                                  const at::Device& device) {
   TORCH_CHECK_VALUE(n_step >= 1, "n_step must be at least 1, got ", n_step);
   TORCH_CHECK_VALUE(gamma >= 0.0 && gamma <= 1.0, "gamma must be in [0, 1], got ", gamma);
-  TORCH_CHECK_VALUE(beta >= 0.0 && beta <= 1.0, "beta must be in [0, 1], got ", beta);
+  TORCH_CHECK_VALUE(beta.scalar_type() == at::kDouble && beta.numel() == 1 &&
+                        beta.device() == device,
+                    "expected beta as a float64 tensor of one element on ", device, ", got ",
+                    dtype_name(beta.scalar_type()), " ", beta.sizes(), " on ", beta.device());
 }
 
 // Either all four priority tensors or none (a buffer without prioritized replay).

@@ -14,6 +14,11 @@ import torch
 
 from dqnfast import _C  # noqa: F401  (registers torch.ops.dqnfast)
 
+# The overloads themselves: calling them skips the overload lookup of each call.
+_replay_add = torch.ops.dqnfast.replay_add.default
+_replay_sample = torch.ops.dqnfast.replay_sample.default
+_replay_update_priorities = torch.ops.dqnfast.replay_update_priorities.default
+
 
 def replay_add(storage: dict, rejected_adds: torch.Tensor, obs: torch.Tensor,
                next_obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
@@ -26,7 +31,7 @@ def replay_add(storage: dict, rejected_adds: torch.Tensor, obs: torch.Tensor,
     GPU a call whose ``next_obs`` does not continue its ``obs`` writes nothing and
     adds 1 to ``rejected_adds`` (one int64 on the storage's device) instead of
     raising; on the CPU it raises."""
-    torch.ops.dqnfast.replay_add(
+    _replay_add(
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
         storage["terminated"], storage["truncated"], storage["counters"], rejected_adds,
         storage.get("priority"), storage.get("sum_tree"), storage.get("min_tree"),
@@ -35,11 +40,12 @@ def replay_add(storage: dict, rejected_adds: torch.Tensor, obs: torch.Tensor,
 
 
 def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int, n_step: int,
-                  gamma: float, beta: float, out: dict) -> None:
+                  gamma: float, beta: torch.Tensor, out: dict) -> None:
     """Writes the n-step transitions picked by ``random_bits`` (one non-negative int64
     each) into the preallocated tensors of ``out``: by priority if the storage has
-    trees, else uniformly."""
-    torch.ops.dqnfast.replay_sample(
+    trees, else uniformly. ``beta`` is a float64 tensor of one element on the
+    storage's device (a captured sample reads its value at each replay)."""
+    _replay_sample(
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
         storage["terminated"], storage["truncated"], storage["counters"],
         storage.get("sum_tree"), storage.get("min_tree"), random_bits, frame_stack, n_step,
@@ -50,7 +56,7 @@ def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int, n_
 def replay_update_priorities(storage: dict, index: torch.Tensor, priority: torch.Tensor,
                              n_step: int, alpha: float, priority_eps: float) -> None:
     """Sets the priorities of the transitions ``index`` names (as sample gave it)."""
-    torch.ops.dqnfast.replay_update_priorities(
+    _replay_update_priorities(
         storage["priority"], storage["sum_tree"], storage["min_tree"], storage["max_priority"],
         storage["counters"], index, priority, n_step, alpha, priority_eps)
 

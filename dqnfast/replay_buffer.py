@@ -7,8 +7,9 @@ import numpy as np
 import torch
 
 from dqnfast import ops
-
-ArrayLike = Union[np.ndarray, torch.Tensor, Sequence, float, int, bool]
+from dqnfast._replay_inputs import (NP_BOOL, NP_FLOAT32, NP_INT64, ArrayLike, as_flags,
+                                    as_float32, as_floats, as_int64, as_tensor_on, numpy_dtype,
+                                    require_fraction, require_int, require_priority_eps)
 
 # Spare frames beyond one per transition cost at most this many bytes per transition
 # (see ReplayBuffer's docstring: episode starts take frame_stack frames).
@@ -121,10 +122,10 @@ class ReplayBuffer:
                  storage_device: Union[str, torch.device] = "cpu", n_step: int = 1,
                  gamma: float = 0.99, prioritized: bool = False, alpha: float = 0.6,
                  beta: float = 0.4, priority_eps: float = 1e-6):
-        _require_int("num_envs", num_envs, minimum=1)
-        _require_int("frame_stack", frame_stack, minimum=1)
-        _require_int("capacity", capacity, minimum=num_envs)
-        _require_int("n_step", n_step, minimum=1)
+        require_int("num_envs", num_envs, minimum=1)
+        require_int("frame_stack", frame_stack, minimum=1)
+        require_int("capacity", capacity, minimum=num_envs)
+        require_int("n_step", n_step, minimum=1)
         obs_shape = tuple(obs_shape)
         if not obs_shape or not all(isinstance(d, int) and d > 0 for d in obs_shape):
             raise ValueError(f"obs_shape must be a non-empty tuple of positive ints, got {obs_shape}")
@@ -137,12 +138,12 @@ class ReplayBuffer:
         if per_env < n_step:
             raise ValueError(f"capacity // num_envs must be at least n_step={n_step} (a whole "
                              f"window per environment), got {per_env}")
-        self.gamma = _require_fraction("gamma", gamma)
+        self.gamma = require_fraction("gamma", gamma)
         if not isinstance(prioritized, bool):
             raise TypeError(f"prioritized must be a bool, got {type(prioritized).__name__}")
-        self.alpha = _require_fraction("alpha", alpha)
-        self.beta = beta  # checked by the property
-        self.priority_eps = _require_priority_eps(priority_eps)
+        self.alpha = require_fraction("alpha", alpha)
+        beta = require_fraction("beta", beta)
+        self.priority_eps = require_priority_eps(priority_eps)
         self.device = _checked_device(device, "device")
         self.storage_device = _checked_device(storage_device, "storage_device")
         if self.storage_device.type == "cuda" and not _has_cuda_kernels():
@@ -163,7 +164,7 @@ class ReplayBuffer:
             reserve = math.ceil(per_env * _RESERVE_BYTES_PER_TRANSITION / frame_bytes)
             frame_capacity = (per_env + min(per_env * frame_stack, max(frame_stack + 1, reserve))) * num_envs
         # A whole window's frames must fit, else its first transition is evicted first.
-        _require_int("frame_capacity", frame_capacity, minimum=(frame_stack + n_step) * num_envs)
+        require_int("frame_capacity", frame_capacity, minimum=(frame_stack + n_step) * num_envs)
         self.frame_capacity = frame_capacity
 
         on = dict(device=self.storage_device)
@@ -185,6 +186,9 @@ class ReplayBuffer:
                 "min_tree": torch.full((nodes,), math.inf, dtype=torch.float32, **on),
                 "max_priority": torch.ones(1, dtype=torch.float32, **on),
             })
+        # A tensor, so that a sample captured in a CUDA graph reads the current value.
+        self._beta_tensor = torch.zeros(1, dtype=torch.float64, **on)
+        self.beta = beta  # checked by the property
         self._generator = torch.Generator(device=self.storage_device)
         if seed is None:
             self._generator.seed()
@@ -196,17 +200,21 @@ class ReplayBuffer:
         # Adds the GPU rejected, read by len() (see add).
         self._rejected_adds = torch.zeros(1, dtype=torch.int64, device=self.storage_device)
         self._all_env_ids = torch.arange(num_envs)
+        self._host_storage = self.storage_device.type == "cpu"
+        self._np_obs_dtype = numpy_dtype(obs_dtype)
         self._outputs = {}
         self._lock = threading.Lock()
 
     @property
     def beta(self) -> float:
-        """Exponent of the importance weights, in [0, 1]; may change between samples."""
+        """Exponent of the importance weights, in [0, 1]; may change between samples
+        (also between replays of a captured ``sample_in_graph``)."""
         return self._beta
 
     @beta.setter
     def beta(self, value: float) -> None:
-        self._beta = _require_fraction("beta", value)
+        self._beta = require_fraction("beta", value)
+        self._beta_tensor.fill_(self._beta)
 
     # -- adding -------------------------------------------------------------------------
 
@@ -232,26 +240,25 @@ class ReplayBuffer:
         nothing, and the ValueError comes from the next call that waits for the GPU
         anyway: ``len()`` or ``sample()``.
         """
-        obs, next_obs = _as_tensor(obs, "obs"), _as_tensor(next_obs, "next_obs")
-        if self.storage_device.type == "cuda" and not (obs.is_cuda or next_obs.is_cuda):
+        obs = self._input(obs, "obs", self._np_obs_dtype)
+        next_obs = self._input(next_obs, "next_obs", self._np_obs_dtype)
+        if not self._host_storage and not (obs.is_cuda or next_obs.is_cuda):
             _check_continues(obs, next_obs, self.frame_stack)
-        action = _cast(_as_tensor(action, "action"), "action", torch.int64, _is_integer,
-                       "an integer dtype")
-        reward = _cast(_as_tensor(reward, "reward"), "reward", torch.float32, _is_real,
-                       "a real dtype")
-        terminated = _as_flags(_as_tensor(terminated, "terminated"), "terminated")
-        truncated = _as_flags(_as_tensor(truncated, "truncated"), "truncated")
+        action = self._input(action, "action", NP_INT64, as_int64)
+        reward = self._input(reward, "reward", NP_FLOAT32, as_float32)
+        terminated = self._input(terminated, "terminated", NP_BOOL, as_flags)
+        truncated = self._input(truncated, "truncated", NP_BOOL, as_flags)
         if env_ids is None:
             env_ids = self._all_env_ids
         else:
             # Checked on the host: distinct and in range.
-            env_ids = _cast(_to_device(_as_tensor(env_ids, "env_ids"), torch.device("cpu")),
-                            "env_ids", torch.int64, _is_integer, "an integer dtype")
+            env_ids = as_int64(_to_device(_as_tensor(env_ids, "env_ids"), torch.device("cpu")),
+                               "env_ids")
         if priority is not None:
             if not self.prioritized:
                 raise ValueError("add(priority=...) needs a prioritized buffer (prioritized=True)")
-            priority = _cast(_to_device(_as_tensor(priority, "priority"), self.storage_device),
-                             "priority", torch.float32, _is_floating, "a floating dtype")
+            priority = as_floats(_to_device(_as_tensor(priority, "priority"), self.storage_device),
+                                 "priority")
         obs, next_obs, action, reward, terminated, truncated = (
             _to_device(t, self.storage_device)
             for t in (obs, next_obs, action, reward, terminated, truncated))
@@ -260,6 +267,16 @@ class ReplayBuffer:
                            terminated, truncated, env_ids, priority, self.frame_stack,
                            self.n_step, self.alpha, self.priority_eps)
 
+    def _input(self, value: ArrayLike, name: str, np_dtype, convert=None) -> torch.Tensor:
+        """An input of add as a tensor where it is, checked and cast (moved to the storage
+        device later). Host storage and a numpy array of the stored dtype (the common
+        case) skip every conversion: the tensor shares the array (the op only reads it)
+        and the op checks shapes and dtypes itself."""
+        if type(value) is np.ndarray and value.dtype is np_dtype and self._host_storage:
+            return torch.from_numpy(value)
+        tensor = _as_tensor(value, name)
+        return tensor if convert is None else convert(tensor, name)
+
     # -- sampling -----------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -267,12 +284,12 @@ class ReplayBuffer:
         counters = self._counters_view
         if counters is None:  # GPU storage: this waits for the GPU
             counters = self._device_counters()
-        written, first_valid = counters[:, 0], counters[:, 2]
-        if self.n_step == 1:
-            return int(written.sum() - first_valid.sum())
-        stream_open, stream_start = counters[:, 3], counters[:, 4]
-        pending = stream_open * np.minimum(self.n_step - 1, written - stream_start)
-        return int(np.maximum(written - pending - first_valid, 0).sum())
+        # A plain loop over a few envs costs less than numpy's per-call overhead.
+        total, window = 0, self.n_step - 1
+        for written, _, first_valid, stream_open, stream_start in counters.tolist():
+            pending = min(window, written - stream_start) if stream_open else 0
+            total += max(0, written - pending - first_valid)
+        return total
 
     def _device_counters(self) -> np.ndarray:
         """The counters of GPU storage, read in one copy with the count of adds the GPU
@@ -293,7 +310,7 @@ class ReplayBuffer:
     def sample(self, batch_size: int) -> Batch:
         """Samples ``batch_size`` sampleable transitions (with replacement): uniformly,
         or stratified by priority with ``prioritized=True``."""
-        _require_int("batch_size", batch_size, minimum=1)
+        require_int("batch_size", batch_size, minimum=1)
         with self._lock:
             stored = len(self)
             if stored == 0:
@@ -324,10 +341,8 @@ class ReplayBuffer:
         """
         if not self.prioritized:
             raise ValueError("update_priorities needs a prioritized buffer (prioritized=True)")
-        index = _cast(_to_device(_as_tensor(index, "index"), self.storage_device), "index",
-                      torch.int64, _is_integer, "an integer dtype")
-        priority = _cast(_to_device(_as_tensor(priority, "priority"), self.storage_device),
-                         "priority", torch.float32, _is_floating, "a floating dtype")
+        index = as_int64(as_tensor_on(index, "index", self.storage_device), "index")
+        priority = as_floats(as_tensor_on(priority, "priority", self.storage_device), "priority")
         if index.dim() != 1 or priority.shape != index.shape:
             raise ValueError(f"expected index and priority of the same shape (batch,), got "
                              f"{tuple(index.shape)} and {tuple(priority.shape)}")
@@ -349,7 +364,7 @@ class ReplayBuffer:
         all-zero rows (a GPU kernel cannot raise without a host sync): replay after the
         first ``add``. Replays must be ordered with ``add`` on one CUDA stream; the
         lock is not taken when the graph replays."""
-        _require_int("batch_size", batch_size, minimum=1)
+        require_int("batch_size", batch_size, minimum=1)
         if self.storage_device.type != "cuda" or self.device != self.storage_device:
             raise ValueError("sample_in_graph needs storage_device and device both CUDA, the "
                              f"same GPU; got storage_device={self.storage_device}, "
@@ -364,7 +379,7 @@ class ReplayBuffer:
         random_bits = torch.randint(0, 2**62, staging["action"].shape, generator=self._generator,
                                     device=self.storage_device)
         ops.replay_sample(self._storage, random_bits, self.frame_stack, self.n_step, self.gamma,
-                          self.beta, staging)
+                          self._beta_tensor, staging)
 
     def _output_tensors(self, batch_size: int):
         """(tensors the op writes, tensors returned, CUDA event of the copy between or None)."""
@@ -532,56 +547,3 @@ def _check_continues(obs: torch.Tensor, next_obs: torch.Tensor, frame_stack: int
         raise ValueError(f"next_obs of row {int(differs.nonzero()[0])} does not continue its "
                          f"obs: with frame_stack={frame_stack}, next_obs[:-1] must equal obs[1:]")
 
-
-def _require_int(name: str, value, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-
-
-def _require_fraction(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return float(value)
-
-
-def _require_priority_eps(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"priority_eps must be a float, got {type(value).__name__}")
-    # At least float32's smallest normal number: every priority stays positive.
-    tiny = torch.finfo(torch.float32).tiny
-    if not tiny <= value < math.inf:
-        raise ValueError(f"priority_eps must be positive and finite (at least {tiny:.3g}), "
-                         f"got {value}")
-    return float(value)
-
-
-def _is_integer(dtype: torch.dtype) -> bool:
-    return not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
-
-
-def _is_floating(dtype: torch.dtype) -> bool:
-    return dtype.is_floating_point
-
-
-def _is_real(dtype: torch.dtype) -> bool:
-    return not dtype.is_complex and dtype != torch.bool
-
-
-def _cast(tensor: torch.Tensor, name: str, dtype: torch.dtype, accepts, what: str) -> torch.Tensor:
-    if not accepts(tensor.dtype):
-        raise TypeError(f"expected {name} of {what}, got {tensor.dtype}")
-    return tensor.to(dtype)
-
-
-def _as_flags(tensor: torch.Tensor, name: str) -> torch.Tensor:
-    """Bool flags; numeric arrays (SB3 passes float dones) must hold only 0 and 1."""
-    if tensor.dtype == torch.bool:
-        return tensor
-    if tensor.dtype.is_complex or not ((tensor == 0) | (tensor == 1)).all():
-        raise ValueError(f"expected {name} as bools (or 0/1), got {tensor.dtype} values "
-                         f"{tensor.flatten()[:8].tolist()}")
-    return tensor.to(torch.bool)

@@ -207,7 +207,7 @@ def replay_op_args(rb, streams, batch_size, device="cpu"):
     sample = (storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
               storage["terminated"], storage["truncated"], storage["counters"],
               storage.get("sum_tree"), storage.get("min_tree"), bits, rb.frame_stack, rb.n_step,
-              rb.gamma, rb.beta, *out)
+              rb.gamma, torch.tensor([rb.beta], dtype=torch.float64, device=device), *out)
     ops = {torch.ops.dqnfast.replay_add.default: add,
            torch.ops.dqnfast.replay_sample.default: sample}
     if rb.prioritized:

@@ -1,5 +1,4 @@
 """CUDA kernels against their CPU twins, bit for bit. Skipped without a GPU."""
-import types
 
 import numpy as np
 import pytest
@@ -52,15 +51,17 @@ def test_push_frames_matches_cpu():
         assert torch.equal(gpu.cpu(), cpu)
 
 
-@pytest.mark.parametrize("frame_stack,frame_shape,n_step,prioritized", [
-    (4, (84, 84), 1, False), (1, (4,), 1, False), (3, (5, 7), 1, False), (4, (84, 84), 3, True)])
+@pytest.mark.parametrize("n_step,prioritized", [(1, False), (3, False), (1, True), (5, True)])
+@pytest.mark.parametrize("frame_stack,frame_shape", [(4, (84, 84)), (1, (4,)), (3, (5, 7))])
 def test_gpu_storage_equals_cpu_storage(frame_stack, frame_shape, n_step, prioritized):
+    """Same adds and priority updates: the same storage and trees bit for bit; same
+    random bits: the same batches bit for bit."""
     num_envs = 3
     obs_shape = (frame_stack, *frame_shape) if frame_stack > 1 else frame_shape
     dtype = torch.float32 if frame_shape == (4,) else torch.uint8
     kwargs = dict(num_envs=num_envs, frame_stack=frame_stack, obs_dtype=dtype, seed=0,
                   frame_capacity=num_envs * 70,  # few spare frames: early evictions too
-                  n_step=n_step, prioritized=prioritized)
+                  n_step=n_step, gamma=0.97, prioritized=prioritized, beta=0.6)
     cpu = dqnfast.ReplayBuffer(num_envs * 50, obs_shape, **kwargs)
     gpu = dqnfast.ReplayBuffer(num_envs * 50, obs_shape, storage_device="cuda", device="cuda", **kwargs)
     streams = EpisodeStreams(np.random.default_rng(1), num_envs, frame_stack, frame_shape,
@@ -70,9 +71,18 @@ def test_gpu_storage_equals_cpu_storage(frame_stack, frame_shape, n_step, priori
     for step in range(400):
         obs, action, reward, next_obs, terminated, truncated = streams.step()
         ids = rng.permutation(num_envs)[:rng.integers(1, num_envs + 1)]
+        given = (rng.uniform(0, 3, len(ids)).astype(np.float32)
+                 if prioritized and step % 7 == 0 else None)
         for rb in (cpu, gpu):
             rb.add(obs[ids], action[ids], reward[ids], next_obs[ids], terminated[ids],
-                   truncated[ids], env_ids=ids)
+                   truncated[ids], env_ids=ids, priority=given)
+        if prioritized and step % 10 == 9:
+            # Duplicates included: the largest wins on both.
+            index = cpu.sample(16).index.clone()
+            index[8:] = index[:8]
+            priority = torch.from_numpy(rng.uniform(0, 4, 16).astype(np.float32))
+            cpu.update_priorities(index, priority)
+            gpu.update_priorities(index.cuda(), priority.cuda())
         if step % 50 == 49:
             for name, tensor in cpu.state_dict()["storage"].items():
                 assert torch.equal(gpu.state_dict()["storage"][name].cpu(), tensor), name
@@ -80,51 +90,101 @@ def test_gpu_storage_equals_cpu_storage(frame_stack, frame_shape, n_step, priori
             outs = []
             for rb, device in ((cpu, "cpu"), (gpu, "cuda")):
                 out = {n: torch.empty_like(t, device=device) for n, t in cpu.sample(64)._asdict().items()}
-                dqnfast.ops.replay_sample(rb._storage, bits.to(device), frame_stack, n_step,
-                                          rb.gamma, rb.beta, out)
+                dqnfast.ops.replay_sample(rb._storage, bits.to(device), frame_stack, n_step, 0.97,
+                                          rb._beta_tensor, out)
                 outs.append(out)
             for name in outs[0]:
                 assert torch.equal(outs[1][name].cpu(), outs[0][name]), name
 
 
-def test_sample_captured_in_cuda_graph_stays_valid_as_buffer_grows():
+@pytest.mark.parametrize("n_step,prioritized", [(1, False), (3, True)])
+def test_sample_and_priority_update_captured_in_cuda_graph(n_step, prioritized):
+    """The buffer's own sample_in_graph and update_priorities recorded in one graph:
+    each replay's batch is the reference's n-step transitions, and its priority
+    update leaves the trees bit for bit as the same update leaves a host twin's."""
     num_envs, k = 4, 4
-    rb = dqnfast.ReplayBuffer(num_envs * 100, (k, 8, 8), num_envs=num_envs, frame_stack=k,
-                              storage_device="cuda", device="cuda", seed=0)
+    kwargs = dict(num_envs=num_envs, frame_stack=k, seed=0, n_step=n_step, prioritized=prioritized)
+    rb = dqnfast.ReplayBuffer(num_envs * 100, (k, 8, 8), storage_device="cuda", device="cuda", **kwargs)
+    twin = dqnfast.ReplayBuffer(num_envs * 100, (k, 8, 8), **kwargs)
     ref = NaiveReplayBuffer.like(rb)
     streams = EpisodeStreams(np.random.default_rng(0), num_envs, k, (8, 8), np.uint8, end_prob=0.05)
 
     def add(steps):
         for _ in range(steps):
             obs, action, reward, next_obs, terminated, truncated = streams.step()
-            rb.add(obs, action, reward, next_obs, terminated, truncated)
+            for buffer in (rb, twin):
+                buffer.add(obs, action, reward, next_obs, terminated, truncated)
             ref.add(obs, action, reward, next_obs, terminated, truncated=truncated)
 
-    add(5)  # 20 transitions: fewer than the batch, which draws with replacement
-    generator = torch.Generator(device="cuda").manual_seed(0)
-    out = {name: torch.empty(shape, dtype=dtype, device="cuda") for name, shape, dtype in (
-        ("obs", (32, k, 8, 8), torch.uint8), ("next_obs", (32, k, 8, 8), torch.uint8),
-        ("action", 32, torch.int64), ("reward", 32, torch.float32),
-        ("terminated", 32, torch.bool), ("discount", 32, torch.float32),
-        ("index", 32, torch.int64), ("weight", 32, torch.float32))}
+    add(5)
+    priority = torch.zeros(32, device="cuda")
     graph = torch.cuda.CUDAGraph()
     stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        graph.register_generator_state(generator)
+        graph.register_generator_state(rb.generator)
         with torch.cuda.graph(graph):
-            bits = torch.randint(0, 2**62, (32,), device="cuda", generator=generator)
-            dqnfast.ops.replay_sample(rb._storage, bits, k, rb.n_step, rb.gamma, rb.beta, out)
-    batch = types.SimpleNamespace(**out)
+            batch = rb.sample_in_graph(32)
+            if prioritized:
+                rb.update_priorities(batch.index, priority)
+    torch.cuda.current_stream().wait_stream(stream)
+    rng = np.random.default_rng(1)
     for _ in range(30):  # the buffer grows, wraps, evicts; the graph reads its counters
         add(17)
+        priority.copy_(torch.from_numpy(rng.uniform(0, 5, 32).astype(np.float32)))
+        rb.beta = float(rng.uniform(0, 1))  # read by the captured sample
         graph.replay()
         torch.cuda.synchronize()
         expected = ref.sampleable()
-        for i, index in enumerate(out["index"].tolist()):
-            key = decode_index(rb, index)
-            assert key in expected, f"sampled transition {key} is not sampleable"
-            check_batch_row(batch, i, expected[key])
+        for i, index in enumerate(batch.index.cpu().tolist()):
+            check_batch_row(batch, i, expected[decode_index(rb, index)])
+        if prioritized:
+            # The weights from the trees the sample saw (the twin's, before its update).
+            sums, mins = twin.state_dict()["storage"]["sum_tree"], twin.state_dict()["storage"]["min_tree"]
+            env, number = decode_index(rb, batch.index.cpu())
+            leaf = len(sums) // 2 + env * 100 + number % 100
+            expected = (mins[1].double() / sums[leaf]) ** rb.beta
+            torch.testing.assert_close(batch.weight.cpu().double(), expected, rtol=1e-6, atol=0)
+            twin.update_priorities(batch.index.cpu(), priority.cpu())
+            for name, tensor in twin.state_dict()["storage"].items():
+                assert torch.equal(rb.state_dict()["storage"][name].cpu(), tensor), name
     check_against_reference(rb, ref, draws=2)
+
+
+def test_prioritized_sample_in_graph_of_an_empty_buffer_gives_zero_rows():
+    rb = dqnfast.ReplayBuffer(64, (4, 8, 8), num_envs=2, frame_stack=4, storage_device="cuda",
+                              device="cuda", seed=0, n_step=3, prioritized=True)
+    graph = torch.cuda.CUDAGraph()
+    graph.register_generator_state(rb.generator)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream), torch.cuda.graph(graph):
+        batch = rb.sample_in_graph(8)
+    for tensor in batch:
+        tensor.fill_(1)
+    graph.replay()
+    torch.cuda.synchronize()
+    for tensor in batch:
+        assert not tensor.any()
+
+
+def test_gpu_priority_update_skips_entries_it_cannot_use():
+    """No host reads on the GPU: invalid entries are skipped, valid ones applied."""
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, storage_device="cuda",
+                              device="cuda", seed=0, n_step=2, prioritized=True)
+    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8)
+    for _ in range(10):
+        rb.add(*streams.step())
+    index = rb.sample(1).index
+    before = {n: t.clone() for n, t in rb.state_dict()["storage"].items()}
+    bad = torch.tensor([-1, 10**9, index.item(), index.item()], device="cuda")
+    rb.update_priorities(bad, torch.tensor([1.0, 1.0, float("nan"), -2.0], device="cuda"))
+    for name, tensor in rb.state_dict()["storage"].items():
+        assert torch.equal(tensor, before[name]), name
+    rb.update_priorities(torch.cat([bad, index]),
+                         torch.tensor([1.0, 1.0, float("nan"), -2.0, 3.0], device="cuda"))
+    env, number = decode_index(rb, index.item())
+    got = rb.state_dict()["storage"]["priority"][env, number % 32].item()
+    assert got == pytest.approx((3.0 + rb.priority_eps) ** rb.alpha, rel=1e-6)
 
 
 def test_opcheck_cuda_ops():

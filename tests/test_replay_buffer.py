@@ -418,15 +418,16 @@ def test_sample_op_compiles(atari_rb, prioritized):
         rb.add(*streams.step())
     storage = rb._storage
     out = {n: torch.empty_like(t) for n, t in rb.sample(6)._asdict().items()}
+    beta = torch.tensor([0.5], dtype=torch.float64)
 
     @torch.compile(backend="aot_eager", fullgraph=True)
     def sample(bits):
-        dqnfast.ops.replay_sample(storage, bits, 4, 2, 0.9, 0.5, out)
+        dqnfast.ops.replay_sample(storage, bits, 4, 2, 0.9, beta, out)
         return out["obs"].float().mean() + out["reward"].sum() + out["weight"].sum()
 
     bits = torch.randint(0, 2**62, (6,))
     compiled = sample(bits)
-    dqnfast.ops.replay_sample(storage, bits, 4, 2, 0.9, 0.5, out)
+    dqnfast.ops.replay_sample(storage, bits, 4, 2, 0.9, beta, out)
     assert compiled.item() == (out["obs"].float().mean() + out["reward"].sum()
                                + out["weight"].sum()).item()
 

@@ -186,13 +186,14 @@ void replay_sample_cpu(const at::Tensor& frames, const at::Tensor& obs_pos,
                        const at::Tensor& counters, const std::optional<at::Tensor>& sum_tree,
                        const std::optional<at::Tensor>& min_tree,
                        const at::Tensor& random_bits_in, int64_t k, int64_t n_step,
-                       double gamma, double beta, at::Tensor out_obs, at::Tensor out_next_obs,
+                       double gamma, const at::Tensor& beta_in, at::Tensor out_obs, at::Tensor out_next_obs,
                        at::Tensor out_action, at::Tensor out_reward, at::Tensor out_terminated,
                        at::Tensor out_discount, at::Tensor out_index, at::Tensor out_weight) {
   check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
   check_sample_outputs(frames, random_bits_in, out_obs, out_next_obs, out_action, out_reward,
                        out_terminated, out_discount, out_index, out_weight, k);
-  check_sample_settings(n_step, gamma, beta);
+  check_sample_settings(n_step, gamma, beta_in, frames.device());
+  const double beta = beta_in.contiguous().data_ptr<double>()[0];
   const bool prioritized = check_sample_trees(counters, sum_tree, min_tree, obs_pos.size(1));
   const PriorityTree tree = prioritized ? priority_tree_of(*sum_tree, *min_tree) : PriorityTree{};
   const int64_t num_envs = frames.size(0);
@@ -221,16 +222,26 @@ void replay_sample_cpu(const at::Tensor& frames, const at::Tensor& obs_pos,
   int64_t* dst_index = out_index.data_ptr<int64_t>();
   float* dst_weight = out_weight.data_ptr<float>();
 
+  // Prioritized: all draws descend the tree together, one level at a time, so that
+  // their cache misses overlap instead of following one another.
+  std::vector<int64_t> leaf(prioritized ? batch : 0, 1);
+  if (prioritized) {
+    std::vector<double> target(batch);
+    for (int64_t b = 0; b < batch; ++b) target[b] = stratified_target(tree, b, batch, bits[b]);
+    for (int64_t level = 0, depth = tree_depth(tree.num_leaves); level < depth; ++level)
+      for (int64_t b = 0; b < batch; ++b) descend_step(tree, leaf[b], target[b]);
+    for (int64_t& node : leaf) node -= tree.num_leaves;
+  }
+
   const int64_t grain = std::max<int64_t>(1, kBytesPerThread / (2 * k * fb));
   at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       SampledTransition s;
       float weight = 1.0f;
       if (prioritized) {
-        const int64_t leaf = descend(tree, stratified_target(tree, b, batch, bits[b]));
-        s.env = leaf / capacity;
-        s.number = transition_in_slot(cnt + s.env * kNumCounters, leaf % capacity, capacity);
-        weight = importance_weight(tree, tree.sum[tree.num_leaves + leaf], beta);
+        s.env = leaf[b] / capacity;
+        s.number = transition_in_slot(cnt + s.env * kNumCounters, leaf[b] % capacity, capacity);
+        weight = importance_weight(tree, tree.sum[tree.num_leaves + leaf[b]], beta);
       } else {
         s = pick_transition(static_cast<uint64_t>(bits[b]), cnt, num_envs, n_step, total);
       }

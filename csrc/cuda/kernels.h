@@ -46,8 +46,9 @@ cudaError_t replay_add(ReplayStorage storage, const uint8_t* obs, const uint8_t*
                        int64_t* rejected_adds, const float* new_priority, double alpha,
                        double priority_eps, int64_t* ranges, int64_t rows, cudaStream_t stream);
 
-// Reads the sampleable counts (or the trees) on the GPU: a captured sample stays
-// valid as the buffer fills. An empty buffer gives all-zero rows.
+// Reads the sampleable counts (or the trees) and `beta` (device memory) on the GPU:
+// a captured sample stays valid as the buffer fills and beta changes. An empty
+// buffer gives all-zero rows.
 struct SampleOutputs {
   uint8_t* obs;
   uint8_t* next_obs;
@@ -59,7 +60,8 @@ struct SampleOutputs {
   float* weight;
 };
 cudaError_t replay_sample(ReplayStorage storage, const int64_t* random_bits, int64_t batch,
-                          double gamma, double beta, SampleOutputs out, cudaStream_t stream);
+                          double gamma, const double* beta, SampleOutputs out,
+                          cudaStream_t stream);
 
 // Sets the priorities of the transitions `index` names, in one block: entries whose
 // transition is no longer sampleable, whose index names no written transition, or

@@ -6,7 +6,7 @@ namespace dqnfast {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 1024;
+constexpr int kThreads = 256;
 
 // The leaf entry i updates, or -1 to skip it (see kernels.h).
 __device__ int64_t leaf_of_entry(const int64_t* counters, int64_t num_envs, int64_t capacity,

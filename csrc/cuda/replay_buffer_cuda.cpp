@@ -100,14 +100,14 @@ void replay_sample_cuda(const at::Tensor& frames, const at::Tensor& obs_pos,
                         const at::Tensor& terminated, const at::Tensor& truncated,
                         const at::Tensor& counters, const std::optional<at::Tensor>& sum_tree,
                         const std::optional<at::Tensor>& min_tree, const at::Tensor& random_bits,
-                        int64_t k, int64_t n_step, double gamma, double beta, at::Tensor out_obs,
+                        int64_t k, int64_t n_step, double gamma, const at::Tensor& beta, at::Tensor out_obs,
                         at::Tensor out_next_obs, at::Tensor out_action, at::Tensor out_reward,
                         at::Tensor out_terminated, at::Tensor out_discount, at::Tensor out_index,
                         at::Tensor out_weight) {
   check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
   check_sample_outputs(frames, random_bits, out_obs, out_next_obs, out_action, out_reward,
                        out_terminated, out_discount, out_index, out_weight, k);
-  check_sample_settings(n_step, gamma, beta);
+  check_sample_settings(n_step, gamma, beta, frames.device());
   const bool prioritized = check_sample_trees(counters, sum_tree, min_tree, obs_pos.size(1));
   const c10::cuda::CUDAGuard guard(frames.device());
   // No emptiness check here: it would wait for the GPU (ReplayBuffer.sample checks).
@@ -122,7 +122,8 @@ void replay_sample_cuda(const at::Tensor& frames, const at::Tensor& obs_pos,
                                 out_index.data_ptr<int64_t>(),
                                 out_weight.data_ptr<float>()};
   check_launch(cuda::replay_sample(s, random_bits.contiguous().data_ptr<int64_t>(),
-                                   random_bits.size(0), gamma, beta, out,
+                                   random_bits.size(0), gamma,
+                                   beta.contiguous().data_ptr<double>(), out,
                                    at::cuda::getCurrentCUDAStream()),
                "replay_sample");
 }

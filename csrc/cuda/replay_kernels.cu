@@ -162,7 +162,7 @@ struct Picked {
 };
 
 __global__ void sample_kernel(ReplayStorage s, const int64_t* random_bits, double gamma,
-                              double beta, SampleOutputs out) {
+                              const double* beta, SampleOutputs out) {
   __shared__ Picked picked;
   const int64_t b = blockIdx.x;
   if (threadIdx.x == 0) {
@@ -173,7 +173,7 @@ __global__ void sample_kernel(ReplayStorage s, const int64_t* random_bits, doubl
         picked.env = leaf / s.capacity;
         picked.number = transition_in_slot(s.counters + picked.env * kNumCounters,
                                            leaf % s.capacity, s.capacity);
-        picked.weight = importance_weight(s.tree, s.tree.sum[s.tree.num_leaves + leaf], beta);
+        picked.weight = importance_weight(s.tree, s.tree.sum[s.tree.num_leaves + leaf], *beta);
       }
     } else {
       const int64_t total = sampleable_total(s.counters, s.num_envs, s.n_step);
@@ -257,7 +257,8 @@ cudaError_t replay_add(ReplayStorage storage, const uint8_t* obs, const uint8_t*
 }
 
 cudaError_t replay_sample(ReplayStorage storage, const int64_t* random_bits, int64_t batch,
-                          double gamma, double beta, SampleOutputs out, cudaStream_t stream) {
+                          double gamma, const double* beta, SampleOutputs out,
+                          cudaStream_t stream) {
   if (batch == 0) return cudaSuccess;
   sample_kernel<<<batch, kThreads, 0, stream>>>(storage, random_bits, gamma, beta, out);
   return cudaGetLastError();
