@@ -26,7 +26,7 @@ import pytest
 import torch
 
 import dqnfast
-from bench_replay_buffer import Workload, memory_owner, synthetic_transitions
+from bench_replay_buffer import Workload, cpprb_bytes_per_transition, synthetic_transitions
 
 N_STEP, GAMMA, ALPHA, BETA = 3, 0.99, 0.6, 0.4
 FILL_SEED = 0
@@ -80,13 +80,7 @@ class CpprbPER:
         return np.moveaxis(batch["obs"], -1, 1), np.moveaxis(batch["next_obs"], -1, 1)
 
     def bytes_per_transition(self):
-        owners = {}
-        for holder in gc.get_referents(self.rb):
-            for value in holder.values() if isinstance(holder, dict) else [holder]:
-                if isinstance(value, np.ndarray):
-                    owner = memory_owner(value)
-                    owners[id(owner)] = owner.nbytes
-        return sum(owners.values()) / self.capacity
+        return cpprb_bytes_per_transition(self.rb, self.capacity)
 
 
 IMPLEMENTATIONS = {"dqnfast": DqnfastPER, "cpprb": CpprbPER}

@@ -320,16 +320,20 @@ class CpprbAdapter(BufferAdapter):
         return self.rb.get_stored_size()
 
     def bytes_per_transition(self):
-        # cpprb keeps its arrays in Cython attributes that Python cannot name; the
-        # garbage collector still lists them. stack_compress's obs is a strided view,
-        # so count the arrays that own the memory.
-        owners = {}
-        for holder in gc.get_referents(self.rb):
-            for value in holder.values() if isinstance(holder, dict) else [holder]:
-                if isinstance(value, np.ndarray):
-                    owner = memory_owner(value)
-                    owners[id(owner)] = owner.nbytes
-        return sum(owners.values()) / self.capacity
+        return cpprb_bytes_per_transition(self.rb, self.capacity)
+
+
+def cpprb_bytes_per_transition(rb, capacity: int) -> float:
+    """cpprb keeps its arrays in Cython attributes that Python cannot name; the garbage
+    collector still lists them. stack_compress's obs is a strided view, so count the
+    arrays that own the memory."""
+    owners = {}
+    for holder in gc.get_referents(rb):
+        for value in holder.values() if isinstance(holder, dict) else [holder]:
+            if isinstance(value, np.ndarray):
+                owner = memory_owner(value)
+                owners[id(owner)] = owner.nbytes
+    return sum(owners.values()) / capacity
 
 
 def memory_owner(array: np.ndarray) -> np.ndarray:

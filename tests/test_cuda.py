@@ -151,9 +151,10 @@ def test_sample_and_priority_update_captured_in_cuda_graph(n_step, prioritized):
     check_against_reference(rb, ref, draws=2)
 
 
-def test_prioritized_sample_in_graph_of_an_empty_buffer_gives_zero_rows():
+@pytest.mark.parametrize("n_step,prioritized", [(1, False), (3, True)])
+def test_sample_in_graph_of_an_empty_buffer_gives_zero_rows(n_step, prioritized):
     rb = dqnfast.ReplayBuffer(64, (4, 8, 8), num_envs=2, frame_stack=4, storage_device="cuda",
-                              device="cuda", seed=0, n_step=3, prioritized=True)
+                              device="cuda", seed=0, n_step=n_step, prioritized=prioritized)
     graph = torch.cuda.CUDAGraph()
     graph.register_generator_state(rb.generator)
     stream = torch.cuda.Stream()
