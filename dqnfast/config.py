@@ -229,9 +229,10 @@ def parse_args(argv=None) -> Tuple[Config, Optional[str]]:
     if "hidden" in overrides:
         overrides["hidden"] = tuple(overrides["hidden"])
     if resume is None:
-        if backend is not None:
-            overrides["env_options"] = {"backend": backend}
-        return resolve(preset, env, **overrides), None
+        cfg = resolve(preset, env, **overrides)
+        if backend is not None:  # beside the preset's other env options
+            cfg = dataclasses.replace(cfg, env_options={**cfg.env_options, "backend": backend})
+        return cfg, None
     ignored = sorted(set(overrides) - set(RESUME_OVERRIDES)) + [
         flag for flag, given in (("preset", preset), ("env", env), ("backend", backend)) if given]
     if ignored:

@@ -108,7 +108,7 @@ def test_beta_is_annealed_over_the_run():
 
 
 def test_epsilon_schedules():
-    cfg = resolve("pong")
+    cfg = resolve("pong-chapter")
     assert epsilon_at(cfg, 0) == 1.0 and epsilon_at(cfg, 50_000) == pytest.approx(0.51)
     assert epsilon_at(cfg, 10**7) == pytest.approx(0.02)
     cfg = resolve("cartpole", epsilon_schedule="exponential", epsilon_start=0.9,
@@ -187,8 +187,10 @@ def test_resume_refuses_changed_settings(tmp_path):
 
 def test_backend_flag_picks_the_atari_backend():
     cfg, _ = parse_args(["--env", "Pong-v5", "--backend", "ale"])
-    assert cfg.env_options == {"backend": "ale"} and cfg.preset == "pong"
-    assert parse_args(["--env", "Pong-v5"])[0].env_options == {}
+    assert cfg.env_options == {"num_threads": 1, "backend": "ale"} and cfg.preset == "pong"
+    assert parse_args(["--env", "Pong-v5"])[0].env_options == {"num_threads": 1}
+    assert parse_args(["--env", "CartPole-v1", "--backend", "ale"])[0].env_options == {
+        "backend": "ale"}
     with pytest.raises(SystemExit):
         parse_args(["--backend", "gym"])
 
