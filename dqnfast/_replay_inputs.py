@@ -35,14 +35,21 @@ def require_priority_eps(value) -> float:
     return float(value)
 
 
-def as_tensor_on(value: ArrayLike, name: str, device: torch.device) -> torch.Tensor:
-    """A tensor on ``device``, copied there before this returns."""
+def as_tensor(value: ArrayLike, name: str) -> torch.Tensor:
+    """``value`` as a tensor where it already is (no copy for tensors and arrays)."""
+    if isinstance(value, torch.Tensor):
+        return value
     try:
-        return torch.as_tensor(value if isinstance(value, torch.Tensor) else np.asarray(value),
-                               device=device)
+        return torch.as_tensor(np.asarray(value))
     except (TypeError, ValueError, RuntimeError) as error:
         raise TypeError(f"expected {name} as a numpy array or torch tensor, got "
                         f"{type(value).__name__}: {error}") from None
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # Without blocking only towards a GPU: a copy to the host would return before it
+    # lands, and the host reads (checks, memcpy) the tensor right away.
+    return tensor.to(device, non_blocking=device.type == "cuda")
 
 
 NP_INT64, NP_FLOAT32, NP_BOOL = np.dtype(np.int64), np.dtype(np.float32), np.dtype(np.bool_)

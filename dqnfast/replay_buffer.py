@@ -8,8 +8,9 @@ import torch
 
 from dqnfast import ops
 from dqnfast._replay_inputs import (NP_BOOL, NP_FLOAT32, NP_INT64, ArrayLike, as_flags,
-                                    as_float32, as_floats, as_int64, as_tensor_on, numpy_dtype,
-                                    require_fraction, require_int, require_priority_eps)
+                                    as_float32, as_floats, as_int64, as_tensor, numpy_dtype,
+                                    require_fraction, require_int, require_priority_eps,
+                                    to_device)
 
 # Spare frames beyond one per transition cost at most this many bytes per transition
 # (see ReplayBuffer's docstring: episode starts take frame_stack frames).
@@ -252,15 +253,15 @@ class ReplayBuffer:
             env_ids = self._all_env_ids
         else:
             # Checked on the host: distinct and in range.
-            env_ids = as_int64(_to_device(_as_tensor(env_ids, "env_ids"), torch.device("cpu")),
+            env_ids = as_int64(to_device(as_tensor(env_ids, "env_ids"), torch.device("cpu")),
                                "env_ids")
         if priority is not None:
             if not self.prioritized:
                 raise ValueError("add(priority=...) needs a prioritized buffer (prioritized=True)")
-            priority = as_floats(_to_device(_as_tensor(priority, "priority"), self.storage_device),
+            priority = as_floats(to_device(as_tensor(priority, "priority"), self.storage_device),
                                  "priority")
         obs, next_obs, action, reward, terminated, truncated = (
-            _to_device(t, self.storage_device)
+            to_device(t, self.storage_device)
             for t in (obs, next_obs, action, reward, terminated, truncated))
         with self._lock:
             ops.replay_add(self._storage, self._rejected_adds, obs, next_obs, action, reward,
@@ -274,7 +275,7 @@ class ReplayBuffer:
         and the op checks shapes and dtypes itself."""
         if type(value) is np.ndarray and value.dtype is np_dtype and self._host_storage:
             return torch.from_numpy(value)
-        tensor = _as_tensor(value, name)
+        tensor = as_tensor(value, name)
         return tensor if convert is None else convert(tensor, name)
 
     # -- sampling -----------------------------------------------------------------------
@@ -341,8 +342,9 @@ class ReplayBuffer:
         """
         if not self.prioritized:
             raise ValueError("update_priorities needs a prioritized buffer (prioritized=True)")
-        index = as_int64(as_tensor_on(index, "index", self.storage_device), "index")
-        priority = as_floats(as_tensor_on(priority, "priority", self.storage_device), "priority")
+        index = as_int64(to_device(as_tensor(index, "index"), self.storage_device), "index")
+        priority = as_floats(to_device(as_tensor(priority, "priority"), self.storage_device),
+                             "priority")
         if index.dim() != 1 or priority.shape != index.shape:
             raise ValueError(f"expected index and priority of the same shape (batch,), got "
                              f"{tuple(index.shape)} and {tuple(priority.shape)}")
@@ -513,23 +515,6 @@ def _checked_device(device, name: str) -> torch.device:
 
 def _has_cuda_kernels() -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key("dqnfast::replay_add", "CUDA")
-
-
-def _as_tensor(value: ArrayLike, name: str) -> torch.Tensor:
-    """``value`` as a tensor where it already is (no copy for tensors and arrays)."""
-    if isinstance(value, torch.Tensor):
-        return value
-    try:
-        return torch.as_tensor(np.asarray(value))
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise TypeError(f"expected {name} as a numpy array or torch tensor, got "
-                        f"{type(value).__name__}: {error}") from None
-
-
-def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    # Without blocking only towards a GPU: a copy to the host would return before it
-    # lands, and the host reads (checks, memcpy) the tensor right away.
-    return tensor.to(device, non_blocking=device.type == "cuda")
 
 
 def _check_continues(obs: torch.Tensor, next_obs: torch.Tensor, frame_stack: int) -> None:
