@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dqnfast.run_log import EPISODES_CSV
-from dqnfast.train import RETURN_WINDOW
+from dqnfast.learner import RETURN_WINDOW
 
 
 def read_episodes(run_dir) -> dict:

@@ -3,6 +3,7 @@ import csv
 import json
 import time
 from pathlib import Path
+from typing import Optional
 
 SCALARS_CSV = "scalars.csv"
 EPISODES_CSV = "episodes.csv"
@@ -10,8 +11,9 @@ EPISODES_CSV = "episodes.csv"
 
 class RunLog:
     """Writes ``scalars.csv`` (step, wall_time, name, value), ``episodes.csv``
-    (step, wall_time, episodic_return, episodic_length) and TensorBoard events
-    into ``run_dir``. Appends when the files exist (a resumed run)."""
+    (step, wall_time, episodic_return, episodic_length, actor: which distributed actor
+    played it, empty in a single-process run) and TensorBoard events into ``run_dir``.
+    Appends when the files exist (a resumed run)."""
 
     def __init__(self, run_dir: Path, wall_time_offset: float = 0.0):
         self.run_dir = Path(run_dir)
@@ -19,7 +21,8 @@ class RunLog:
         self._start = time.time() - wall_time_offset
         self._scalars = self._open_csv(SCALARS_CSV, ["step", "wall_time", "name", "value"])
         self._episodes = self._open_csv(EPISODES_CSV,
-                                        ["step", "wall_time", "episodic_return", "episodic_length"])
+                                        ["step", "wall_time", "episodic_return", "episodic_length",
+                                         "actor"])
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional: the CSV files hold everything
@@ -45,9 +48,13 @@ class RunLog:
         if self._writer is not None:
             self._writer.add_scalar(name, value, step)
 
-    def episode(self, episodic_return: float, length: int, step: int) -> None:
-        self._episodes[1].writerow([step, f"{self.wall_time:.3f}", episodic_return, length])
+    def episode(self, episodic_return: float, length: int, step: int,
+                actor: Optional[int] = None) -> None:
+        self._episodes[1].writerow([step, f"{self.wall_time:.3f}", episodic_return, length,
+                                    "" if actor is None else actor])
         self.scalar("charts/episodic_return", episodic_return, step)
+        if actor is not None:
+            self.scalar(f"actors/episodic_return_{actor}", episodic_return, step)
         self.scalar("charts/episodic_length", length, step)
 
     def flush(self) -> None:

@@ -14,7 +14,8 @@ import dqnfast
 from dqnfast.config import PRESETS, parse_args, resolve
 from dqnfast.evaluate import evaluate
 from dqnfast.plot import plot, read_episodes
-from dqnfast.train import beta_at, epsilon_at, train
+from dqnfast.learner import beta_at
+from dqnfast.train import epsilon_at, train
 
 TINY = dict(buffer_size=2_000, learning_starts=200, batch_size=16, checkpoint_interval=200,
             target_update_interval=200, epsilon_decay_steps=500, progress=False)
@@ -23,8 +24,8 @@ TINY = dict(buffer_size=2_000, learning_starts=200, batch_size=16, checkpoint_in
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_runs(tmp_path, preset):
     # generic: an update per 10 env steps; 1,500 steps make the 100 that log a loss.
-    # pong: its own 10 envs (an update per 10 env steps), n-step and prioritized replay.
-    steps = {"pong": 2_000, "pong-chapter": 200 + 64, "nature": 200 + 64,
+    # pong: its own 16 envs (an update per 16 env steps), n-step, prioritized replay, bf16.
+    steps = {"pong": 2_400, "pong-chapter": 200 + 64, "nature": 200 + 64,
              "generic": 1_500}.get(preset, 1_000)
     overrides = dict(TINY, total_steps=steps, run_dir=str(tmp_path / preset))
     if preset in ("pong-chapter", "nature", "cartpole-pixels"):

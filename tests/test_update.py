@@ -89,6 +89,52 @@ def test_update_is_the_plain_loop(tau, double_dqn, max_grad_norm, n_step, priori
         assert not torch.equal(online_a["head.2.weight"], target_a["head.2.weight"])
 
 
+def test_bfloat16_update_is_the_autocast_loop_and_close_to_float32():
+    """precision="bfloat16" is the written-out step under bfloat16 autocast; its loss
+    and TD errors are float32 and within bfloat16's rounding of the float32 ones."""
+    obs_shape = (4, 36, 36)
+    runs = {}
+    for precision, written_out in (("bfloat16", False), ("bfloat16", True), ("float32", False)):
+        replay = filled_buffer(obs_shape, 4, gamma=0.9, n_step=3, prioritized=True)
+        q_network, target_network = networks(obs_shape)
+        optimizer = torch.optim.Adam(q_network.parameters(), lr=1e-3)
+        update = Update(q_network, target_network, optimizer, replay, batch_size=16,
+                        precision=precision)
+        results = []
+        for _ in range(3):
+            if written_out:
+                batch = replay.sample(16)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    result = dqn_loss(q_network, target_network, *batch[:5],
+                                      discount=batch.discount, weight=batch.weight)
+                optimizer.zero_grad()
+                result.loss.backward()
+                optimizer.step()
+                replay.update_priorities(batch.index, result.td_error.abs())
+            else:
+                result = update()
+            assert result.loss.dtype == result.td_error.dtype == torch.float32
+            results.append((result.loss.item(), result.td_error.clone()))
+        runs[precision, written_out] = results, q_network.state_dict()
+    (bf16, online_bf16), (loop, online_loop) = runs["bfloat16", False], runs["bfloat16", True]
+    for (loss_a, td_a), (loss_b, td_b) in zip(bf16, loop):
+        assert loss_a == loss_b and torch.equal(td_a, td_b)
+    for name in online_bf16:
+        assert torch.equal(online_bf16[name], online_loop[name])
+    # The first update starts from the same weights and batch: only rounding differs.
+    (loss_32, td_32), (loss_16, td_16) = runs["float32", False][0][0], bf16[0]
+    assert loss_16 == pytest.approx(loss_32, rel=0.05)
+    torch.testing.assert_close(td_16, td_32, rtol=0.05, atol=0.02)
+
+
+def test_unknown_precision_is_refused():
+    q_network, target_network = networks((4,), 2)
+    with pytest.raises(ValueError, match=r"precision must be one of \('float32', 'bfloat16'\), "
+                                         "got 'float16'"):
+        Update(q_network, target_network, torch.optim.SGD(q_network.parameters(), lr=0.1),
+               filled_buffer((4,), 1), batch_size=4, precision="float16")
+
+
 def test_sync_target_copies_every_parameter():
     q_network, target_network = networks((4,), 2)
     with torch.no_grad():
@@ -143,8 +189,10 @@ def deterministic_cuda():
 
 @needs_cuda
 @pytest.mark.parametrize("storage_device", ["cpu", "cuda"])
-@pytest.mark.parametrize("tau", [1.0, 0.01])
-def test_graphed_update_equals_eager_after_100_updates(storage_device, tau, deterministic_cuda):
+@pytest.mark.parametrize("tau, precision", [(1.0, "float32"), (0.01, "float32"),
+                                            (1.0, "bfloat16")])
+def test_graphed_update_equals_eager_after_100_updates(storage_device, tau, precision,
+                                                       deterministic_cuda):
     obs_shape, num_actions = (4, 84, 84), 6
     runs = []
     for kind in (Update, GraphedUpdate):
@@ -153,7 +201,7 @@ def test_graphed_update_equals_eager_after_100_updates(storage_device, tau, dete
         q_network, target_network = networks(obs_shape, num_actions, device="cuda")
         optimizer = torch.optim.Adam(q_network.parameters(), lr=1e-4, fused=True, capturable=True)
         update = kind(q_network, target_network, optimizer, replay, batch_size=32,
-                      tau=tau)
+                      tau=tau, precision=precision)
         losses = []
         for i in range(100):
             losses.append(update().loss.clone())

@@ -1,0 +1,295 @@
+"""Distributed acting on Ray (dqnfast.distributed): chunks against direct adds, the
+actors through a local Ray, their deaths, and a killed learner resumed."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dqnfast
+from dqnfast import envs
+from dqnfast.config import parse_args, resolve
+from dqnfast.distributed.actor import Actor, actor_seed, apex_epsilon, weights_of
+from dqnfast.distributed.chunks import ChunkBuilder, add_chunk, n_step_targets
+from dqnfast.distributed.learner import check_reachable, train_distributed, updates_owed
+from dqnfast.evaluate import evaluate
+from dqnfast.train import train
+
+ray = pytest.importorskip("ray", reason="the distributed extra installs ray")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def buffers_equal(a, b):
+    """Same config, same stored bytes (frames, metadata, priorities, trees)."""
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert state_a["config"] == state_b["config"]
+    for name, tensor in state_a["storage"].items():
+        assert torch.equal(tensor, state_b["storage"][name]), name
+
+
+def make_buffer(env, num_envs, **options):
+    return dqnfast.ReplayBuffer(3_000, env.obs_shape, num_envs=num_envs,
+                                frame_stack=env.frame_stack, obs_dtype=env.obs_dtype, seed=5,
+                                n_step=3, gamma=0.9, **options)
+
+
+def add_like_train(replay, obs, actions, stepped, priority=None, env_base=0):
+    """The single-process loop's add of one vector step."""
+    next_obs, reward, terminated, truncated, info = stepped
+    live = np.flatnonzero(~info["reset_step"])
+    if len(live):
+        replay.add(obs[live], actions[live], reward[live], next_obs[live], terminated[live],
+                   truncated[live], env_ids=live + env_base,
+                   priority=None if priority is None else priority[live])
+
+
+@pytest.mark.parametrize("env_id, options", [
+    ("CartPole-v1", dict(max_episode_steps=15)),  # terminations and truncations
+    ("Pong-v5", dict(max_episode_frames=240)),  # frame stacks, truncated games
+])
+def test_chunks_fill_the_buffer_as_direct_adds(env_id, options):
+    """Chunks of a random stream, added through add_chunk, leave the buffer exactly as
+    the training loop's adds of the same steps: frames, actions, rewards, flags, the
+    n-step windows and the priorities."""
+    num_envs, steps, chunk_steps = 3, 90, 7
+    env = envs.make(env_id, num_envs=num_envs, seed=4, **options)
+    by_chunks = make_buffer(env, 2 * num_envs, prioritized=True)
+    direct = make_buffer(env, 2 * num_envs, prioritized=True)
+    rng = np.random.default_rng(0)
+    builder = ChunkBuilder(num_envs, env.frame_stack)
+    obs = env.reset()
+    builder.start(obs)
+    pending = []  # (obs, actions, stepped) of the chunk being built
+    for t in range(steps):
+        actions = rng.integers(0, env.num_actions, num_envs)
+        stepped = env.step(actions)
+        builder.step(actions, *stepped[1:4], stepped[0], stepped[4]["reset_step"])
+        pending.append((obs, actions, stepped))
+        obs = stepped[0]
+        if (t + 1) % chunk_steps == 0 or t == steps - 1:
+            chunk = builder.finish()
+            chunk.priority = rng.random(len(chunk)).astype(np.float32) * 5
+            chunk.frames.setflags(write=False)  # as Ray delivers them
+            add_chunk(by_chunks, chunk, env_base=num_envs)
+            # The same transitions, in the chunk's order per env: rows of each step.
+            row = 0
+            for step_obs, step_actions, stepped_then in pending:
+                live = ~stepped_then[4]["reset_step"]
+                count = int(live.sum())
+                priority = np.zeros(num_envs, np.float32)
+                priority[live] = chunk.priority[row:row + count]
+                add_like_train(direct, step_obs, step_actions, stepped_then, priority,
+                               env_base=num_envs)
+                row += count
+            assert row == len(chunk)
+            pending = []
+    env.close()
+    assert len(direct) > 100
+    buffers_equal(by_chunks, direct)
+    a, b = by_chunks.sample(64), direct.sample(64)
+    for field in a._fields:
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+
+
+def test_chunk_frames_are_each_frame_once():
+    env = envs.make("Pong-v5", num_envs=2, seed=1)
+    builder = ChunkBuilder(2, env.frame_stack)
+    builder.start(env.reset())
+    for _ in range(20):
+        stepped = env.step(np.zeros(2, np.int64))
+        builder.step(np.zeros(2, np.int64), *stepped[1:4], stepped[0], stepped[4]["reset_step"])
+    chunk = builder.finish()
+    env.close()
+    # 40 transitions: 40 new frames plus each env's first stack of 4.
+    assert len(chunk) == 40 and chunk.frames.shape == (48, 84, 84)
+    assert chunk.nbytes / len(chunk) < 1.25 * 84 * 84
+
+
+def test_n_step_targets_match_a_plain_loop():
+    rng = np.random.default_rng(2)
+    builder = ChunkBuilder(2, 1)
+    builder.start(np.zeros((2, 3), np.float32))
+    for _ in range(40):
+        done = rng.random(2) < 0.15
+        terminated = done & (rng.random(2) < 0.5)
+        builder.step(rng.integers(0, 2, 2), rng.normal(size=2).astype(np.float32), terminated,
+                     done & ~terminated, rng.normal(size=(2, 3)).astype(np.float32),
+                     rng.random(2) < 0.1)
+    chunk = builder.finish()
+    next_values = rng.normal(size=len(chunk))
+    gamma, n = 0.9, 3
+    targets = n_step_targets(chunk, next_values, gamma, n)
+    for i in range(len(chunk)):
+        rows = [j for j in range(i, len(chunk)) if chunk.env[j] == chunk.env[i]]
+        total, discount, last = 0.0, 1.0, i
+        for j in rows[:n]:
+            total += discount * float(chunk.reward[j])
+            discount *= gamma
+            last = j
+            if chunk.terminated[j] or chunk.truncated[j]:
+                break
+        expected = total + (0.0 if chunk.terminated[last] else discount * next_values[last])
+        assert targets[i] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_apex_epsilon_ladder():
+    assert apex_epsilon(0, 1) == 0.4
+    assert [apex_epsilon(i, 3) for i in range(3)] == pytest.approx([0.4, 0.4 ** 4.5, 0.4 ** 8])
+
+
+def test_updates_owed_follow_the_presets_ratio():
+    cfg = resolve("cartpole")  # 8 envs, an update per vector step: one per 8 env steps
+    assert updates_owed(cfg, cfg.learning_starts) == 0
+    assert updates_owed(cfg, cfg.learning_starts + 800) == 100
+
+
+def test_bad_settings_are_refused_before_anything_starts(tmp_path):
+    run_dir = tmp_path / "run"
+    for overrides, error, match in (
+            (dict(actors=0), ValueError, "actors must be an int of at least 1, got 0"),
+            (dict(actors=2, ratio_policy="fast"), ValueError, "ratio_policy must be one of"),
+            (dict(actors=2, ray_address="127.0.0.1:1"), ConnectionError,
+             "cannot reach the Ray cluster at '127.0.0.1:1'"),
+            (dict(actors=2, ray_address="nowhere"), ValueError, "ray_address must be HOST:PORT")):
+        with pytest.raises(error, match=match):
+            train(resolve("cartpole", run_dir=str(run_dir), progress=False, **overrides))
+        assert not run_dir.exists()
+    check_reachable(None)
+    check_reachable("auto")
+    cfg, _ = parse_args(["--env", "CartPole-v1", "--actors", "3", "--ray-address", "auto"])
+    assert (cfg.actors, cfg.ray_address) == (3, "auto")
+
+
+@pytest.fixture
+def local_ray():
+    """A Ray of this machine for one test (the run joins it), shut down after."""
+    ray.init(num_cpus=3, include_dashboard=False, logging_level="warning")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def test_a_transition_arrives_as_the_actor_observed_it(local_ray):
+    """Chunks from a Ray actor, added by the learner, equal the adds of the same steps
+    played here: same env seed, the actions the chunks name."""
+    cfg = resolve("cartpole", env_options=dict(max_episode_steps=30), num_envs=3, chunk_steps=20,
+                  prioritized=True, n_step=3, gamma=0.9, actors=1)
+    config = {**vars(cfg), "hidden": list(cfg.hidden)}
+    remote = ray.remote(Actor).remote(config, 0, 1, torch_threads=1)
+    local = Actor(config, 0, 1)  # for its network
+    weights = ray.put(weights_of(local.q_network))
+    chunks = [ray.get(remote.collect.remote(1, [weights])) for _ in range(3)]
+    env = envs.make(cfg.env, num_envs=3, seed=actor_seed(cfg.seed, 0), **cfg.env_options)
+    by_chunks, direct = make_buffer(env, 3, prioritized=True), make_buffer(env, 3, prioritized=True)
+    obs, resetting = env.reset(), np.zeros(3, bool)
+    for chunk in chunks:
+        assert not chunk.frames.flags.writeable  # Ray's own memory, not a copy
+        add_chunk(by_chunks, chunk, 0)
+        # Replay the chunk's actions step by step; reset steps take any action.
+        actions_of = [list(chunk.action[chunk.env == e]) for e in range(3)]
+        priority_of = [list(chunk.priority[chunk.env == e]) for e in range(3)]
+        for _ in range(cfg.chunk_steps):
+            actions = np.array([0 if resetting[e] else actions_of[e].pop(0) for e in range(3)])
+            priority = np.array([0 if resetting[e] else priority_of[e].pop(0) for e in range(3)],
+                                np.float32)
+            stepped = env.step(actions)
+            add_like_train(direct, obs, actions, stepped, priority)
+            obs, resetting = stepped[0], stepped[2] | stepped[3]  # next: a reset step
+        assert not any(actions_of) and not any(priority_of)
+    env.close()
+    buffers_equal(by_chunks, direct)
+    # The actor's priorities are its network's n-step TD errors.
+    np.testing.assert_allclose(chunks[0].priority, local.priorities(chunks[0]), rtol=1e-5,
+                               atol=1e-6)
+
+
+def _actor_episodes(run_dir, actor):
+    import csv
+    with open(Path(run_dir) / "episodes.csv", newline="") as handle:
+        return [row for row in csv.DictReader(handle) if row["actor"] == str(actor)]
+
+
+def test_two_actors_learn_cartpole(local_ray, tmp_path):
+    """Budget: 60k env steps of 2 actors x 8 envs with the cartpole preset's ratio."""
+    run_dir = tmp_path / "run"
+    result = train_distributed(resolve("cartpole", actors=2, total_steps=60_000, progress=False,
+                                       run_dir=str(run_dir)))
+    assert result.steps >= 60_000
+    assert _actor_episodes(run_dir, 0) and _actor_episodes(run_dir, 1)
+    played = evaluate(run_dir, episodes=10, epsilon=0.0)
+    assert played.mean >= 150.0, played
+
+
+def test_a_killed_actor_is_restarted_and_the_run_goes_on(local_ray, tmp_path):
+    run_dir = tmp_path / "run"
+    killed_at = []
+
+    def kill_actor_1():
+        while not killed_at:
+            time.sleep(0.2)
+            rows = _actor_episodes(run_dir, 1) if (run_dir / "episodes.csv").exists() else []
+            if len(rows) >= 5:
+                handle = ray.get_actor(f"dqnfast-{os.getpid()}-actor-1")
+                killed_at.append(time.time())
+                ray.kill(handle, no_restart=False)  # Ray restarts it
+
+    killer = threading.Thread(target=kill_actor_1, daemon=True)
+    killer.start()
+    cfg = resolve("cartpole", actors=2, total_steps=40_000, progress=False, run_dir=str(run_dir),
+                  max_minutes=3.0)
+    result = train_distributed(cfg)
+    killer.join(timeout=1)
+    assert killed_at and result.steps >= 40_000
+    scalars = (run_dir / "scalars.csv").read_text()
+    assert "actors/lost_chunks" in scalars
+    # Back within seconds: actor 1's episodes go on after the kill.
+    start = time.time() - float(_actor_episodes(run_dir, 1)[-1]["wall_time"])
+    later = [row for row in _actor_episodes(run_dir, 1)
+             if start + float(row["wall_time"]) > killed_at[0]]
+    assert later, "actor 1 never came back"
+
+
+def test_a_killed_learner_resumes_from_its_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    base = [sys.executable, "-m", "dqnfast.train", "--no-progress"]
+    command = base + ["--env", "CartPole-v1", "--actors", "2", "--total-steps", "200000",
+                      "--checkpoint-interval", "4000", "--run-dir", str(run_dir)]
+    # A session of its own: the learner's Ray processes go with it afterwards.
+    learner = subprocess.Popen(command, cwd=REPO, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        state = run_dir / "checkpoint" / "state.pt"
+        deadline = time.time() + 240
+        while not state.exists() and time.time() < deadline and learner.poll() is None:
+            time.sleep(0.5)
+        assert state.exists(), "no checkpoint within 240 s"
+        time.sleep(1.0)
+        os.kill(learner.pid, signal.SIGKILL)
+        learner.wait()
+    finally:
+        _kill_session(learner.pid)
+    saved_step = torch.load(state, weights_only=False)["step"]
+    resumed = subprocess.run(base + ["--resume", str(run_dir), "--total-steps",
+                                     str(saved_step + 4000)],
+                             cwd=REPO, capture_output=True, text=True, timeout=300,
+                             start_new_session=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    stopped_at = int(resumed.stdout.split("Stopped after ")[1].split()[0])
+    assert saved_step + 4000 <= stopped_at < saved_step + 4000 + 2 * 8 * 50  # a chunk each
+    steps = [int(line.split(",")[0]) for line in
+             (run_dir / "episodes.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(steps) and steps[-1] > saved_step
+
+
+def _kill_session(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
