@@ -30,6 +30,19 @@ TORCH_LIBRARY(dqnfast, m) {
       "Tensor next_obs, Tensor new_action, Tensor new_reward, Tensor new_terminated, "
       "Tensor new_truncated, Tensor env_ids, Tensor? new_priority, int frame_stack, "
       "int n_step, float alpha, float priority_eps) -> ()");
+  // Appends transitions whose stacks are read from one array of frames: row i has
+  // obs chunk_frames[p : p+k] and next_obs chunk_frames[p+1 : p+k+1], p =
+  // chunk_obs_pos[i] (int64, on the CPU, as env_ids), and goes to environment
+  // env_ids[i]; rows are added in order, so one environment's rows follow its stream.
+  // Otherwise as replay_add (priorities, trees); host storage only.
+  m.def(
+      "replay_add_frames(Tensor(a!) frames, Tensor(b!) obs_pos, Tensor(c!) action, "
+      "Tensor(d!) reward, Tensor(e!) terminated, Tensor(f!) truncated, "
+      "Tensor(g!) counters, Tensor(i!)? priority, Tensor(j!)? sum_tree, "
+      "Tensor(k!)? min_tree, Tensor(l!)? max_priority, Tensor chunk_frames, "
+      "Tensor chunk_obs_pos, Tensor new_action, Tensor new_reward, Tensor new_terminated, "
+      "Tensor new_truncated, Tensor env_ids, Tensor? new_priority, int frame_stack, "
+      "int n_step, float alpha, float priority_eps) -> ()");
   // Gathers the n-step transitions picked by `random_bits` into the out tensors:
   // uniformly over the sampleable transitions, or with the trees stratified by
   // priority (importance weights with exponent beta, a float64 tensor of one element

@@ -76,6 +76,30 @@ inline void check_rejected_adds(const at::Tensor& rejected_adds, const at::Tenso
               rejected_adds.device());
 }
 
+// action (int64), reward (float32), terminated and truncated (bool): `rows` each, on
+// the storage's device.
+inline void check_row_fields(const at::Tensor& frames, const at::Tensor& new_action,
+                             const at::Tensor& new_reward, const at::Tensor& new_terminated,
+                             const at::Tensor& new_truncated, int64_t rows) {
+  struct Field {
+    const at::Tensor* tensor;
+    at::ScalarType dtype;
+    const char* name;
+  };
+  for (const Field& f : {Field{&new_action, at::kLong, "action"},
+                         Field{&new_reward, at::kFloat, "reward"},
+                         Field{&new_terminated, at::kBool, "terminated"},
+                         Field{&new_truncated, at::kBool, "truncated"}}) {
+    TORCH_CHECK_TYPE(f.tensor->scalar_type() == f.dtype, "expected ", dtype_name(f.dtype), " ",
+                     f.name, ", got ", dtype_name(f.tensor->scalar_type()));
+    TORCH_CHECK_VALUE(f.tensor->dim() == 1 && f.tensor->size(0) == rows, "expected ",
+                      f.name, " of shape [", rows, "] (one per transition added), got ",
+                      f.tensor->sizes());
+    TORCH_CHECK_VALUE(f.tensor->device() == frames.device(), "expected ", f.name, " on ",
+                      frames.device(), ", got ", f.tensor->device());
+  }
+}
+
 // Checks one batch of per-environment inputs to replay_add, one row per entry
 // of env_ids (checked on the host: distinct environment indices).
 inline void check_add_inputs(const at::Tensor& frames, const at::Tensor& obs,
@@ -111,23 +135,51 @@ inline void check_add_inputs(const at::Tensor& frames, const at::Tensor& obs,
     TORCH_CHECK_VALUE(t->device() == frames.device(), "expected ", name, " on ",
                       frames.device(), ", got ", t->device());
   }
-  struct Field {
-    const at::Tensor* tensor;
-    at::ScalarType dtype;
-    const char* name;
-  };
-  for (const Field& f : {Field{&new_action, at::kLong, "action"},
-                         Field{&new_reward, at::kFloat, "reward"},
-                         Field{&new_terminated, at::kBool, "terminated"},
-                         Field{&new_truncated, at::kBool, "truncated"}}) {
-    TORCH_CHECK_TYPE(f.tensor->scalar_type() == f.dtype, "expected ", dtype_name(f.dtype), " ",
-                     f.name, ", got ", dtype_name(f.tensor->scalar_type()));
-    TORCH_CHECK_VALUE(f.tensor->dim() == 1 && f.tensor->size(0) == num_envs, "expected ",
-                      f.name, " of shape [", num_envs, "] (one per environment added), got ",
-                      f.tensor->sizes());
-    TORCH_CHECK_VALUE(f.tensor->device() == frames.device(), "expected ", f.name, " on ",
-                      frames.device(), ", got ", f.tensor->device());
+  check_row_fields(frames, new_action, new_reward, new_terminated, new_truncated, num_envs);
+}
+
+// Checks the chunk inputs of replay_add_frames: `rows` transitions, row i with obs
+// chunk_frames[p : p+k] and next_obs chunk_frames[p+1 : p+k+1], p = chunk_obs_pos[i],
+// added to environment env_ids[i] (rows of one environment in stream order).
+inline void check_add_frames_inputs(const at::Tensor& frames, const at::Tensor& chunk_frames,
+                                    const at::Tensor& chunk_obs_pos,
+                                    const at::Tensor& new_action, const at::Tensor& new_reward,
+                                    const at::Tensor& new_terminated,
+                                    const at::Tensor& new_truncated, const at::Tensor& env_ids,
+                                    int64_t frame_stack) {
+  const int64_t total_envs = frames.size(0);
+  std::vector<int64_t> frame_shape{-1};
+  for (int64_t d = 2; d < frames.dim(); ++d) frame_shape.push_back(frames.size(d));
+  TORCH_CHECK_TYPE(chunk_frames.scalar_type() == frames.scalar_type(), "expected ",
+                   dtype_name(frames.scalar_type()), " frames, got ",
+                   dtype_name(chunk_frames.scalar_type()));
+  bool shape_ok = chunk_frames.dim() == frames.dim() - 1;
+  for (int64_t d = 1; shape_ok && d < chunk_frames.dim(); ++d)
+    shape_ok = chunk_frames.size(d) == frame_shape[d];
+  TORCH_CHECK_VALUE(shape_ok && chunk_frames.device() == frames.device(),
+                    "expected frames of shape ", at::IntArrayRef(frame_shape),
+                    " (any number of frames, then the frame shape) on ", frames.device(),
+                    ", got ", chunk_frames.sizes(), " on ", chunk_frames.device());
+  const int64_t num_frames = chunk_frames.size(0);
+  for (const at::Tensor* t : {&chunk_obs_pos, &env_ids}) {
+    const char* name = t == &env_ids ? "env_ids" : "obs_pos";
+    TORCH_CHECK_TYPE(t->scalar_type() == at::kLong, "expected torch.int64 ", name, ", got ",
+                     dtype_name(t->scalar_type()));
+    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == env_ids.size(0) && t->is_cpu(),
+                      "expected ", name, " of shape [", env_ids.size(0),
+                      "] (one per transition) on the CPU, got ", t->sizes(), " on ",
+                      t->device());
   }
+  const at::Tensor ids = env_ids.contiguous(), positions = chunk_obs_pos.contiguous();
+  for (int64_t i = 0; i < ids.size(0); ++i) {
+    const int64_t e = ids.data_ptr<int64_t>()[i], p = positions.data_ptr<int64_t>()[i];
+    TORCH_CHECK_VALUE(e >= 0 && e < total_envs, "env_ids must lie in [0, ", total_envs,
+                      "), got ", e, " at position ", i);
+    TORCH_CHECK_VALUE(p >= 0 && p + frame_stack < num_frames, "obs_pos must lie in [0, ",
+                      num_frames - frame_stack, ") (obs and next_obs within the ", num_frames,
+                      " frames), got ", p, " at position ", i);
+  }
+  check_row_fields(frames, new_action, new_reward, new_terminated, new_truncated, ids.size(0));
 }
 
 inline void check_sample_outputs(const at::Tensor& frames, const at::Tensor& random_bits,

@@ -16,6 +16,7 @@ from dqnfast import _C  # noqa: F401  (registers torch.ops.dqnfast)
 
 # The overloads themselves: calling them skips the overload lookup of each call.
 _replay_add = torch.ops.dqnfast.replay_add.default
+_replay_add_frames = torch.ops.dqnfast.replay_add_frames.default
 _replay_sample = torch.ops.dqnfast.replay_sample.default
 _replay_update_priorities = torch.ops.dqnfast.replay_update_priorities.default
 
@@ -36,6 +37,22 @@ def replay_add(storage: dict, rejected_adds: torch.Tensor, obs: torch.Tensor,
         storage["terminated"], storage["truncated"], storage["counters"], rejected_adds,
         storage.get("priority"), storage.get("sum_tree"), storage.get("min_tree"),
         storage.get("max_priority"), obs, next_obs, action, reward, terminated, truncated,
+        env_ids, priority, frame_stack, n_step, alpha, priority_eps)
+
+
+def replay_add_frames(storage: dict, frames: torch.Tensor, obs_pos: torch.Tensor,
+                      action: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor,
+                      truncated: torch.Tensor, env_ids: torch.Tensor,
+                      priority: Optional[torch.Tensor], frame_stack: int, n_step: int,
+                      alpha: float, priority_eps: float) -> None:
+    """Appends, in order, transition i with obs ``frames[p : p+k]`` and next_obs
+    ``frames[p+1 : p+k+1]`` (``p = obs_pos[i]``) to environment ``env_ids[i]`` of a
+    host replay storage (in place); otherwise as ``replay_add``."""
+    _replay_add_frames(
+        storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
+        storage["terminated"], storage["truncated"], storage["counters"],
+        storage.get("priority"), storage.get("sum_tree"), storage.get("min_tree"),
+        storage.get("max_priority"), frames, obs_pos, action, reward, terminated, truncated,
         env_ids, priority, frame_stack, n_step, alpha, priority_eps)
 
 
@@ -66,6 +83,15 @@ def _replay_add_fake(frames, obs_pos, action, reward, terminated, truncated, cou
                      rejected_adds, priority, sum_tree, min_tree, max_priority, obs, next_obs,
                      new_action, new_reward, new_terminated, new_truncated, env_ids,
                      new_priority, frame_stack, n_step, alpha, priority_eps):
+    return None
+
+
+@torch.library.register_fake("dqnfast::replay_add_frames")
+def _replay_add_frames_fake(frames, obs_pos, action, reward, terminated, truncated, counters,
+                            priority, sum_tree, min_tree, max_priority, chunk_frames,
+                            chunk_obs_pos, new_action, new_reward, new_terminated,
+                            new_truncated, env_ids, new_priority, frame_stack, n_step, alpha,
+                            priority_eps):
     return None
 
 

@@ -1,6 +1,7 @@
 """The replay buffer: each frame stored once, stacks rebuilt when sampling."""
 import math
 import threading
+import warnings
 from typing import NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -268,12 +269,76 @@ class ReplayBuffer:
                            terminated, truncated, env_ids, priority, self.frame_stack,
                            self.n_step, self.alpha, self.priority_eps)
 
+    def add_frames(self, frames: ArrayLike, obs_pos: ArrayLike, action: ArrayLike,
+                   reward: ArrayLike, terminated: ArrayLike, truncated: ArrayLike, *,
+                   env_ids: ArrayLike, priority: Optional[ArrayLike] = None) -> None:
+        """Adds transitions whose stacks are read from one array of frames, as a
+        distributed actor's chunk carries them (``dqnfast.distributed.chunks``).
+
+        ``frames`` is (F, *frame_shape) (for ``frame_stack=1`` a frame is a whole
+        observation). Row i has ``obs`` = ``frames[p : p+k]`` and ``next_obs`` =
+        ``frames[p+1 : p+k+1]``, ``p = obs_pos[i]``, ``k = frame_stack`` (``k = 1``:
+        ``frames[p]`` and ``frames[p+1]``), and goes to environment ``env_ids[i]``;
+        the other arguments have one entry per row, as in ``add``. Rows are added in
+        order, so one environment's rows follow its stream: the same as one ``add`` per
+        row, in one call and without building the stacks. A call with an ``obs_pos``
+        or ``env_ids`` entry out of range raises ValueError and stores nothing.
+        With GPU storage the frames are uploaded once and added a row at a time.
+        """
+        if self._host_storage:
+            tensors = [self._input(v, name, dtype, convert) for v, name, dtype, convert in (
+                (frames, "frames", self._np_obs_dtype, None),
+                (obs_pos, "obs_pos", NP_INT64, as_int64), (action, "action", NP_INT64, as_int64),
+                (reward, "reward", NP_FLOAT32, as_float32),
+                (terminated, "terminated", NP_BOOL, as_flags),
+                (truncated, "truncated", NP_BOOL, as_flags),
+                (env_ids, "env_ids", NP_INT64, as_int64))]
+            if priority is not None:
+                if not self.prioritized:
+                    raise ValueError("add_frames(priority=...) needs a prioritized buffer "
+                                     "(prioritized=True)")
+                priority = as_floats(as_tensor(priority, "priority"), "priority")
+            with self._lock:
+                ops.replay_add_frames(self._storage, *tensors, priority, self.frame_stack,
+                                      self.n_step, self.alpha, self.priority_eps)
+            return
+        self._add_frames_by_rows(frames, obs_pos, action, reward, terminated, truncated,
+                                 env_ids, priority)
+
+    def _add_frames_by_rows(self, frames, obs_pos, action, reward, terminated, truncated,
+                            env_ids, priority) -> None:
+        k = self.frame_stack
+        frames = to_device(self._input(frames, "frames", self._np_obs_dtype), self.storage_device)
+        if k == 1:
+            frames = frames[:, None]
+        positions = as_int64(as_tensor(obs_pos, "obs_pos"), "obs_pos").cpu().tolist()
+        envs = as_int64(as_tensor(env_ids, "env_ids"), "env_ids").cpu().tolist()
+        if len(positions) != len(envs):
+            raise ValueError(f"expected obs_pos of shape [{len(envs)}] (one per transition), "
+                             f"got [{len(positions)}]")
+        for i, (p, e) in enumerate(zip(positions, envs)):
+            if not 0 <= p < len(frames) - k:
+                raise ValueError(f"obs_pos must lie in [0, {len(frames) - k}) (obs and next_obs "
+                                 f"within the {len(frames)} frames), got {p} at position {i}")
+            if not 0 <= e < self.num_envs:
+                raise ValueError(f"env_ids must lie in [0, {self.num_envs}), got {e} at "
+                                 f"position {i}")
+        for i, (p, e) in enumerate(zip(positions, envs)):
+            self.add(frames[p:p + k][None] if k > 1 else frames[p], action[i:i + 1],
+                     reward[i:i + 1], frames[p + 1:p + k + 1][None] if k > 1 else frames[p + 1],
+                     terminated[i:i + 1], truncated[i:i + 1], env_ids=[e],
+                     priority=None if priority is None else priority[i:i + 1])
+
     def _input(self, value: ArrayLike, name: str, np_dtype, convert=None) -> torch.Tensor:
         """An input of add as a tensor where it is, checked and cast (moved to the storage
         device later). Host storage and a numpy array of the stored dtype (the common
         case) skip every conversion: the tensor shares the array (the op only reads it)
         and the op checks shapes and dtypes itself."""
         if type(value) is np.ndarray and value.dtype is np_dtype and self._host_storage:
+            if not value.flags.writeable:  # Ray's object store, say: the ops only read
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                    return torch.from_numpy(value)
             return torch.from_numpy(value)
         tensor = as_tensor(value, name)
         return tensor if convert is None else convert(tensor, name)

@@ -210,6 +210,14 @@ def replay_op_args(rb, streams, batch_size, device="cpu"):
               rb.gamma, torch.tensor([rb.beta], dtype=torch.float64, device=device), *out)
     ops = {torch.ops.dqnfast.replay_add.default: add,
            torch.ops.dqnfast.replay_sample.default: sample}
+    if device == "cpu":  # one transition from a chunk of frames (host storage only)
+        chunk = (torch.cat([obs[0], next_obs[0][-1:]]) if rb.frame_stack > 1
+                 else torch.stack([obs[0], next_obs[0]]))
+        ops[torch.ops.dqnfast.replay_add_frames.default] = (
+            *add[:7], *trees, chunk, torch.tensor([0]), action[:1].long(), reward[:1].float(),
+            terminated[:1], truncated[:1], torch.tensor([1]),
+            None if priority is None else priority[:1], rb.frame_stack, rb.n_step, rb.alpha,
+            rb.priority_eps)
     if rb.prioritized:
         ops[torch.ops.dqnfast.replay_update_priorities.default] = (
             *trees, storage["counters"], batch.index.clone(), torch.rand(batch_size, device=device),

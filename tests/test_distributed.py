@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray
 import torch
 
 import dqnfast
@@ -21,7 +22,6 @@ from dqnfast.distributed.learner import check_reachable, train_distributed, upda
 from dqnfast.evaluate import evaluate
 from dqnfast.train import train
 
-ray = pytest.importorskip("ray", reason="the distributed extra installs ray")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -164,6 +164,13 @@ def test_bad_settings_are_refused_before_anything_starts(tmp_path):
     check_reachable("auto")
     cfg, _ = parse_args(["--env", "CartPole-v1", "--actors", "3", "--ray-address", "auto"])
     assert (cfg.actors, cfg.ray_address) == (3, "auto")
+
+
+def test_actors_without_ray_name_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
+    with pytest.raises(ImportError, match=r"--actors needs Ray, in the 'distributed' extra"):
+        train(resolve("cartpole", actors=2, run_dir=str(tmp_path / "run"), progress=False))
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.fixture

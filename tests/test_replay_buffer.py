@@ -203,6 +203,67 @@ def test_bad_add_is_rejected_and_changes_nothing(atari_rb, field, corrupt, error
     assert_unchanged(rb, before)
 
 
+def chunk_of(streams, steps=3):
+    """add_frames arguments for `steps` steps of env 1 (rows in stream order), and the
+    same steps as add calls."""
+    adds, frames = [], None
+    for _ in range(steps):
+        obs, action, reward, next_obs, terminated, truncated = streams.step()
+        adds.append((obs[1:], action[1:], reward[1:], next_obs[1:], terminated[1:], truncated[1:]))
+    positions, pieces = [], []
+    for obs, action, reward, next_obs, terminated, truncated in adds:
+        continues = frames is not None and np.array_equal(frames[-4:], obs[0])
+        if not continues:
+            pieces.append(obs[0])
+            frames = obs[0]
+        positions.append(sum(len(p) for p in pieces) - 4)
+        pieces.append(next_obs[0][-1:])
+        frames = np.concatenate(pieces)
+    column = lambda i: np.concatenate([a[i] for a in adds])  # noqa: E731
+    return dict(frames=frames, obs_pos=np.array(positions), action=column(1), reward=column(2),
+                terminated=column(4), truncated=column(5), env_ids=np.ones(steps, np.int64)), adds
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_add_frames_is_one_add_per_row(prioritized):
+    buffers = [dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, seed=0, n_step=2,
+                                    prioritized=prioritized) for _ in range(2)]
+    streams = EpisodeStreams(np.random.default_rng(1), 2, 4, (6, 6), np.uint8, end_prob=0.3)
+    for _ in range(12):  # several chunks, episode ends inside some, frames wrapping around
+        chunk, adds = chunk_of(streams, steps=5)
+        priority = np.random.default_rng(len(chunk["obs_pos"])).random(5).astype(np.float32)
+        chunk["frames"].setflags(write=False)  # read-only input is fine: it is only read
+        buffers[0].add_frames(**chunk, priority=priority if prioritized else None)
+        for row, (obs, action, reward, next_obs, terminated, truncated) in enumerate(adds):
+            buffers[1].add(obs, action, reward, next_obs, terminated, truncated, env_ids=[1],
+                           priority=priority[row:row + 1] if prioritized else None)
+    for name, tensor in buffers[0]._storage.items():
+        assert torch.equal(tensor, buffers[1]._storage[name]), name
+
+
+BAD_ADD_FRAMES = [
+    ("obs_pos", lambda c: c["obs_pos"] + 100, ValueError, r"obs_pos must lie in \[0, "),
+    ("obs_pos", lambda c: c["obs_pos"][:2], ValueError, r"expected obs_pos of shape \[3\]"),
+    ("env_ids", lambda c: c["env_ids"] + 1, ValueError, r"env_ids must lie in \[0, 2\), got 2"),
+    ("frames", lambda c: c["frames"][:, :5], ValueError, r"expected frames of shape \[-1, 6, 6\]"),
+    ("frames", lambda c: c["frames"].astype(np.float32), TypeError, "expected torch.uint8 frames"),
+    ("reward", lambda c: c["reward"][:1], ValueError, r"expected reward of shape \[3\]"),
+    ("priority", lambda c: np.ones(3, np.float32), ValueError,
+     r"add_frames\(priority=...\) needs a prioritized buffer"),
+]
+
+
+@pytest.mark.parametrize("field,corrupt,error,message", BAD_ADD_FRAMES)
+def test_bad_add_frames_is_rejected_and_changes_nothing(atari_rb, field, corrupt, error, message):
+    rb, streams = atari_rb
+    chunk, _ = chunk_of(streams)
+    chunk[field] = corrupt(chunk)
+    before = snapshot(rb)
+    with pytest.raises(error, match=message):
+        rb.add_frames(**chunk)
+    assert_unchanged(rb, before)
+
+
 @pytest.mark.parametrize("batch_size,error,message", [
     (0, ValueError, "batch_size must be at least 1"),
     (21, ValueError, "batch_size 21 is larger than the 20 transitions stored"),

@@ -29,6 +29,114 @@ bool ring_holds_stack(const uint8_t* ring, int64_t frame_capacity, int64_t frame
   return true;
 }
 
+// The storage's arrays as raw pointers, for appending transitions row by row.
+struct AddTarget {
+  uint8_t* ring_base;
+  int64_t* pos;
+  int64_t* act;
+  float* rew;
+  bool* term;
+  bool* trunc;
+  int64_t* cnt;
+  int64_t frame_capacity, capacity, fb, k, n_step;
+  bool prioritized;
+  PriorityTree tree;
+};
+
+AddTarget add_target_of(at::Tensor& frames, at::Tensor& obs_pos, at::Tensor& action,
+                        at::Tensor& reward, at::Tensor& terminated, at::Tensor& truncated,
+                        at::Tensor& counters, const std::optional<at::Tensor>& priority,
+                        const std::optional<at::Tensor>& sum_tree,
+                        const std::optional<at::Tensor>& min_tree,
+                        const std::optional<at::Tensor>& max_priority, int64_t k,
+                        int64_t n_step, bool prioritized) {
+  AddTarget t{static_cast<uint8_t*>(frames.data_ptr()), obs_pos.data_ptr<int64_t>(),
+              action.data_ptr<int64_t>(), reward.data_ptr<float>(),
+              terminated.data_ptr<bool>(), truncated.data_ptr<bool>(),
+              counters.data_ptr<int64_t>(), frames.size(1), obs_pos.size(1),
+              frame_bytes_of(frames), k, n_step, prioritized, PriorityTree{}};
+  if (prioritized) t.tree = priority_tree_of(*sum_tree, *min_tree, &*priority, &*max_priority);
+  return t;
+}
+
+// Appends one transition (obs stack `o`, next_obs stack `n`: k frames each) to
+// environment e, with priority `given` (< 0: the largest so far). Touches only
+// environment e's rings and counters (rows of distinct environments may run in
+// parallel); the trees are refreshed afterwards (refresh_changed).
+void add_row(const AddTarget& t, int64_t e, const uint8_t* o, const uint8_t* n,
+             int64_t new_action, float new_reward, bool new_terminated, bool new_truncated,
+             float given) {
+  const int64_t k = t.k, fb = t.fb, frame_capacity = t.frame_capacity, capacity = t.capacity;
+  int64_t* c = t.cnt + e * kNumCounters;
+  uint8_t* ring = t.ring_base + e * frame_capacity * fb;
+  int64_t fw = c[kFramesWritten];
+  // A new stream starts at an episode start, or wherever obs is not the
+  // stored next_obs: then the whole stack is stored as it came.
+  const bool continues =
+      c[kStreamOpen] != 0 && ring_holds_stack(ring, frame_capacity, fb, fw - k, o, k);
+  if (!continues) {
+    for (int64_t i = 0; i < k; ++i)
+      std::memcpy(ring + frame_slot(fw + i, frame_capacity) * fb, o + i * fb, fb);
+    fw += k;
+  }
+  std::memcpy(ring + frame_slot(fw, frame_capacity) * fb, n + (k - 1) * fb, fb);
+  const int64_t obs_newest = fw - 1;
+  fw += 1;
+
+  const int64_t n_written = c[kTransitionsWritten];
+  const int64_t at = e * capacity + n_written % capacity;
+  t.pos[at] = obs_newest;
+  t.act[at] = new_action;
+  t.rew[at] = new_reward;
+  t.term[at] = new_terminated;
+  t.trunc[at] = new_truncated;
+  const int64_t tw = n_written + 1;
+
+  // Drop transitions whose slot or oldest frame has been overwritten.
+  int64_t first_valid = std::max(c[kFirstValid], tw - capacity);
+  while (first_valid < tw &&
+         t.pos[e * capacity + first_valid % capacity] - (k - 1) < fw - frame_capacity)
+    ++first_valid;
+
+  if (t.prioritized) t.tree.priority[at] = given < 0.0f ? *t.tree.max_priority : given;
+
+  c[kTransitionsWritten] = tw;
+  c[kFramesWritten] = fw;
+  c[kFirstValid] = first_valid;
+  c[kStreamOpen] = !(new_terminated || new_truncated);
+  if (!continues) c[kStreamStart] = n_written;
+}
+
+// After add_row on environment e: its leaves change only where transitions left
+// (evicted) or joined (window complete) the sampleable range, which was
+// [first_before, end_before); the new transition's slot is the one evicted from it.
+void refresh_changed(const AddTarget& t, int64_t e, int64_t first_before, int64_t end_before) {
+  const int64_t* c = t.cnt + e * kNumCounters;
+  const int64_t changed[2][2] = {{first_before, c[kFirstValid]},
+                                 {end_before, sampleable_end(c, t.n_step)}};
+  for (const auto& range : changed) {
+    const LeafRuns runs = leaf_runs(e, range[0], range[1], t.capacity);
+    for (int r = 0; r < runs.count; ++r) {
+      for (int64_t leaf = runs.begin[r]; leaf < runs.end[r]; ++leaf)
+        refresh_leaf(t.tree, c, e, leaf - e * t.capacity, t.capacity, t.n_step);
+      refresh_ancestors(t.tree, runs.begin[r], runs.end[r]);
+    }
+  }
+}
+
+// Checks the optional priorities of `rows` new transitions; returns them contiguous
+// (undefined if none were passed).
+at::Tensor checked_new_priority(bool prioritized, const std::optional<at::Tensor>& new_priority_in,
+                                int64_t rows, const at::Device& device) {
+  TORCH_CHECK_VALUE(prioritized || !new_priority_in,
+                    "priorities passed to add need a prioritized buffer");
+  if (!new_priority_in) return at::Tensor();
+  check_priority_input(*new_priority_in, rows, device);
+  at::Tensor new_priority = new_priority_in->contiguous();
+  check_priority_values(new_priority.data_ptr<float>(), new_priority.size(0));
+  return new_priority;
+}
+
 void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
                     at::Tensor reward, at::Tensor terminated, at::Tensor truncated,
                     at::Tensor counters, at::Tensor rejected_adds,
@@ -48,14 +156,8 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
   check_settings(n_step, alpha, priority_eps);
   const bool prioritized = check_priority_storage(counters, priority, sum_tree, min_tree,
                                                   max_priority, obs_pos.size(1));
-  TORCH_CHECK_VALUE(prioritized || !new_priority_in,
-                    "priorities passed to add need a prioritized buffer");
-  at::Tensor new_priority;
-  if (new_priority_in) {
-    check_priority_input(*new_priority_in, env_ids_in.size(0), frames.device());
-    new_priority = new_priority_in->contiguous();
-    check_priority_values(new_priority.data_ptr<float>(), new_priority.size(0));
-  }
+  const at::Tensor new_priority =
+      checked_new_priority(prioritized, new_priority_in, env_ids_in.size(0), frames.device());
   const at::Tensor obs = obs_in.contiguous();
   const at::Tensor next_obs = next_obs_in.contiguous();
   const at::Tensor new_action = new_action_in.contiguous();
@@ -65,8 +167,6 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
   const at::Tensor env_ids = env_ids_in.contiguous();
 
   const int64_t num_rows = env_ids.size(0);
-  const int64_t frame_capacity = frames.size(1);
-  const int64_t capacity = obs_pos.size(1);
   const int64_t fb = frame_bytes_of(frames);
   const uint8_t* obs_bytes = static_cast<const uint8_t*>(obs.data_ptr());
   const uint8_t* next_bytes = static_cast<const uint8_t*>(next_obs.data_ptr());
@@ -80,30 +180,21 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
                       ", next_obs[:-1] must equal obs[1:]");
   }
 
-  uint8_t* ring_base = static_cast<uint8_t*>(frames.data_ptr());
-  int64_t* pos = obs_pos.data_ptr<int64_t>();
-  int64_t* act = action.data_ptr<int64_t>();
-  float* rew = reward.data_ptr<float>();
-  bool* term = terminated.data_ptr<bool>();
-  bool* trunc = truncated.data_ptr<bool>();
-  int64_t* cnt = counters.data_ptr<int64_t>();
+  const AddTarget target = add_target_of(frames, obs_pos, action, reward, terminated, truncated,
+                                         counters, priority, sum_tree, min_tree, max_priority,
+                                         k, n_step, prioritized);
   const int64_t* in_action = new_action.data_ptr<int64_t>();
   const float* in_reward = new_reward.data_ptr<float>();
   const bool* in_term = new_terminated.data_ptr<bool>();
   const bool* in_trunc = new_truncated.data_ptr<bool>();
   const int64_t* ids = env_ids.data_ptr<int64_t>();
 
-  PriorityTree tree{};
   float given_max = 0.0f;  // the largest priority passed in
-  std::vector<float> given;
-  if (prioritized) {
-    tree = priority_tree_of(*sum_tree, *min_tree, &*priority, &*max_priority);
-    if (new_priority.defined()) {
-      given.resize(num_rows);
-      for (int64_t i = 0; i < num_rows; ++i) {
-        given[i] = priority_of(new_priority.data_ptr<float>()[i], alpha, priority_eps);
-        given_max = std::max(given_max, given[i]);
-      }
+  std::vector<float> given(num_rows, -1.0f);
+  if (new_priority.defined()) {
+    for (int64_t i = 0; i < num_rows; ++i) {
+      given[i] = priority_of(new_priority.data_ptr<float>()[i], alpha, priority_eps);
+      given_max = std::max(given_max, given[i]);
     }
   }
   // Per row, the sampleable range [first_valid, sampleable_end) before the add.
@@ -112,71 +203,72 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
   const int64_t add_grain = std::max<int64_t>(1, kBytesPerThread / ((k + 1) * fb));
   at::parallel_for(0, num_rows, add_grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const int64_t e = ids[i];
-      int64_t* c = cnt + e * kNumCounters;
-      uint8_t* ring = ring_base + e * frame_capacity * fb;
-      const uint8_t* o = obs_bytes + i * k * fb;
-      const uint8_t* n = next_bytes + i * k * fb;
+      const int64_t* c = target.cnt + ids[i] * kNumCounters;
       if (prioritized) {
         before[2 * i] = c[kFirstValid];
         before[2 * i + 1] = sampleable_end(c, n_step);
       }
-      int64_t fw = c[kFramesWritten];
-      // A new stream starts at an episode start, or wherever obs is not the
-      // stored next_obs: then the whole stack is stored as it came.
-      const bool continues =
-          c[kStreamOpen] != 0 && ring_holds_stack(ring, frame_capacity, fb, fw - k, o, k);
-      if (!continues) {
-        for (int64_t i = 0; i < k; ++i)
-          std::memcpy(ring + frame_slot(fw + i, frame_capacity) * fb, o + i * fb, fb);
-        fw += k;
-      }
-      std::memcpy(ring + frame_slot(fw, frame_capacity) * fb, n + (k - 1) * fb, fb);
-      const int64_t obs_newest = fw - 1;
-      fw += 1;
-
-      const int64_t n_written = c[kTransitionsWritten];
-      const int64_t at = e * capacity + n_written % capacity;
-      pos[at] = obs_newest;
-      act[at] = in_action[i];
-      rew[at] = in_reward[i];
-      term[at] = in_term[i];
-      trunc[at] = in_trunc[i];
-      const int64_t tw = n_written + 1;
-
-      // Drop transitions whose slot or oldest frame has been overwritten.
-      int64_t first_valid = std::max(c[kFirstValid], tw - capacity);
-      while (first_valid < tw &&
-             pos[e * capacity + first_valid % capacity] - (k - 1) < fw - frame_capacity)
-        ++first_valid;
-
-      if (prioritized)
-        tree.priority[at] = given.empty() ? *tree.max_priority : given[i];
-
-      c[kTransitionsWritten] = tw;
-      c[kFramesWritten] = fw;
-      c[kFirstValid] = first_valid;
-      c[kStreamOpen] = !(in_term[i] || in_trunc[i]);
-      if (!continues) c[kStreamStart] = n_written;
+      add_row(target, ids[i], obs_bytes + i * k * fb, next_bytes + i * k * fb, in_action[i],
+              in_reward[i], in_term[i], in_trunc[i], given[i]);
     }
   });
   if (!prioritized) return;
-  // Leaves change only where transitions left (evicted) or joined (window complete)
-  // the sampleable range; the new transition's slot is the one evicted from it.
-  *tree.max_priority = std::max(*tree.max_priority, given_max);
+  *target.tree.max_priority = std::max(*target.tree.max_priority, given_max);
+  for (int64_t i = 0; i < num_rows; ++i)
+    refresh_changed(target, ids[i], before[2 * i], before[2 * i + 1]);
+}
+
+void replay_add_frames_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
+                           at::Tensor reward, at::Tensor terminated, at::Tensor truncated,
+                           at::Tensor counters, const std::optional<at::Tensor>& priority,
+                           const std::optional<at::Tensor>& sum_tree,
+                           const std::optional<at::Tensor>& min_tree,
+                           const std::optional<at::Tensor>& max_priority,
+                           const at::Tensor& chunk_frames_in, const at::Tensor& chunk_obs_pos_in,
+                           const at::Tensor& new_action_in, const at::Tensor& new_reward_in,
+                           const at::Tensor& new_terminated_in,
+                           const at::Tensor& new_truncated_in, const at::Tensor& env_ids_in,
+                           const std::optional<at::Tensor>& new_priority_in, int64_t k,
+                           int64_t n_step, double alpha, double priority_eps) {
+  check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
+  check_add_frames_inputs(frames, chunk_frames_in, chunk_obs_pos_in, new_action_in,
+                          new_reward_in, new_terminated_in, new_truncated_in, env_ids_in, k);
+  check_settings(n_step, alpha, priority_eps);
+  const bool prioritized = check_priority_storage(counters, priority, sum_tree, min_tree,
+                                                  max_priority, obs_pos.size(1));
+  const int64_t num_rows = env_ids_in.size(0);
+  const at::Tensor new_priority =
+      checked_new_priority(prioritized, new_priority_in, num_rows, frames.device());
+  const at::Tensor chunk_frames = chunk_frames_in.contiguous();
+  const at::Tensor chunk_obs_pos = chunk_obs_pos_in.contiguous();
+  const at::Tensor new_action = new_action_in.contiguous();
+  const at::Tensor new_reward = new_reward_in.contiguous();
+  const at::Tensor new_terminated = new_terminated_in.contiguous();
+  const at::Tensor new_truncated = new_truncated_in.contiguous();
+  const at::Tensor env_ids = env_ids_in.contiguous();
+
+  const AddTarget target = add_target_of(frames, obs_pos, action, reward, terminated, truncated,
+                                         counters, priority, sum_tree, min_tree, max_priority,
+                                         k, n_step, prioritized);
+  const uint8_t* chunk_bytes = static_cast<const uint8_t*>(chunk_frames.data_ptr());
+  const int64_t* positions = chunk_obs_pos.data_ptr<int64_t>();
+  const int64_t* ids = env_ids.data_ptr<int64_t>();
+  const float* raw_priority = new_priority.defined() ? new_priority.data_ptr<float>() : nullptr;
+  // In order: rows of one environment follow each other in its stream.
   for (int64_t i = 0; i < num_rows; ++i) {
     const int64_t e = ids[i];
-    const int64_t* c = cnt + e * kNumCounters;
-    const int64_t changed[2][2] = {{before[2 * i], c[kFirstValid]},
-                                   {before[2 * i + 1], sampleable_end(c, n_step)}};
-    for (const auto& range : changed) {
-      const LeafRuns runs = leaf_runs(e, range[0], range[1], capacity);
-      for (int r = 0; r < runs.count; ++r) {
-        for (int64_t leaf = runs.begin[r]; leaf < runs.end[r]; ++leaf)
-          refresh_leaf(tree, c, e, leaf - e * capacity, capacity, n_step);
-        refresh_ancestors(tree, runs.begin[r], runs.end[r]);
-      }
+    const int64_t* c = target.cnt + e * kNumCounters;
+    const int64_t first_before = c[kFirstValid], end_before = sampleable_end(c, n_step);
+    const uint8_t* o = chunk_bytes + positions[i] * target.fb;
+    float given = -1.0f;
+    if (raw_priority != nullptr) {
+      given = priority_of(raw_priority[i], alpha, priority_eps);
+      *target.tree.max_priority = std::max(*target.tree.max_priority, given);
     }
+    add_row(target, e, o, o + target.fb, new_action.data_ptr<int64_t>()[i],
+            new_reward.data_ptr<float>()[i], new_terminated.data_ptr<bool>()[i],
+            new_truncated.data_ptr<bool>()[i], given);
+    if (prioritized) refresh_changed(target, e, first_before, end_before);
   }
 }
 
@@ -273,6 +365,7 @@ void replay_sample_cpu(const at::Tensor& frames, const at::Tensor& obs_pos,
 
 TORCH_LIBRARY_IMPL(dqnfast, CPU, m) {
   m.impl("replay_add", &replay_add_cpu);
+  m.impl("replay_add_frames", &replay_add_frames_cpu);
   m.impl("replay_sample", &replay_sample_cpu);
 }
 

@@ -11,7 +11,6 @@ is 1 and a "frame" is the whole observation). So an Atari transition costs one 8
 frame (7 KB) instead of two stacks (56 KB), and ``add_chunk`` hands the replay buffer
 views into the arrays Ray delivered: nothing is copied before the buffer's own copy.
 """
-import warnings
 from dataclasses import dataclass
 from typing import List
 
@@ -151,20 +150,10 @@ def n_step_targets(chunk: Chunk, next_values: np.ndarray, gamma: float, n_step: 
 
 
 def add_chunk(replay, chunk: Chunk, env_base: int) -> None:
-    """Adds ``chunk``'s transitions to ``replay``'s environments ``env_base + env``,
-    each through ``replay.add`` with views of ``chunk.frames`` (no copy before the
-    buffer's), with the chunk's priorities where it has them."""
-    k = replay.frame_stack
-    frames = chunk.frames if k > 1 else chunk.frames[:, None]  # (F, 1, *obs_shape): a view
+    """Adds ``chunk``'s transitions to ``replay``'s environments ``env_base + env``, with
+    the chunk's priorities where it has them: one ``add_frames`` call, which reads the
+    stacks straight from ``chunk.frames`` (no copy before the buffer's own)."""
     with_priority = len(chunk.priority) == len(chunk)
-    with warnings.catch_warnings():
-        # Arrays from Ray's object store are read-only; the buffer only reads them.
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        for i in range(len(chunk)):
-            p = int(chunk.obs_pos[i])
-            obs, next_obs = ((frames[p:p + k][None], frames[p + 1:p + k + 1][None]) if k > 1
-                             else (frames[p], frames[p + 1]))
-            replay.add(obs, chunk.action[i:i + 1], chunk.reward[i:i + 1], next_obs,
-                       chunk.terminated[i:i + 1], chunk.truncated[i:i + 1],
-                       env_ids=np.array([env_base + chunk.env[i]]),
-                       priority=chunk.priority[i:i + 1] if with_priority else None)
+    replay.add_frames(chunk.frames, chunk.obs_pos, chunk.action, chunk.reward, chunk.terminated,
+                      chunk.truncated, env_ids=chunk.env + env_base,
+                      priority=chunk.priority if with_priority else None)
