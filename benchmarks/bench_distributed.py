@@ -103,8 +103,9 @@ def test_ingest(benchmark, local_ray, design):
         return count
 
     count = benchmark.pedantic(ingest, rounds=40, warmup_rounds=2)
-    benchmark.extra_info["transitions_per_second"] = count / benchmark.stats.stats.median
     benchmark.extra_info["bytes_per_transition"] = float(np.mean(sizes))
+    if benchmark.stats:  # (none with --benchmark-disable)
+        benchmark.extra_info["transitions_per_second"] = count / benchmark.stats.stats.median
 
 
 @pytest.mark.parametrize("actors", [None, 1, 2])
@@ -112,7 +113,9 @@ def test_fleet_pong(benchmark, local_ray, tmp_path, actors):
     benchmark.group = "fleet-pong"
     pytest.importorskip("envpool")
     torch.set_num_threads(1)
-    cfg = resolve("pong", actors=actors, total_steps=FLEET_STEPS, learning_starts=FLEET_LEARNING_STARTS,
-                  progress=False, run_dir=str(tmp_path / "run"), checkpoint_interval=10**9)
+    cfg = resolve("pong", actors=actors, total_steps=FLEET_STEPS,
+                  learning_starts=FLEET_LEARNING_STARTS, progress=False,
+                  run_dir=str(tmp_path / "run"), checkpoint_interval=10**9)
     result = benchmark.pedantic(lambda: train(cfg), rounds=1, iterations=1)
-    benchmark.extra_info["steps_per_second"] = result.steps / benchmark.stats.stats.median
+    if benchmark.stats:
+        benchmark.extra_info["steps_per_second"] = result.steps / benchmark.stats.stats.median

@@ -1,6 +1,7 @@
 """Argument checks and conversions of the replay buffer: a clear TypeError or
 ValueError naming what was expected and what came."""
 import math
+import warnings
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -35,12 +36,22 @@ def require_priority_eps(value) -> float:
     return float(value)
 
 
+def from_numpy(array: np.ndarray) -> torch.Tensor:
+    """The tensor sharing ``array``'s memory, also for a read-only array (Ray's object
+    store delivers them): the buffer's ops only read their inputs."""
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
 def as_tensor(value: ArrayLike, name: str) -> torch.Tensor:
     """``value`` as a tensor where it already is (no copy for tensors and arrays)."""
     if isinstance(value, torch.Tensor):
         return value
     try:
-        return torch.as_tensor(np.asarray(value))
+        return from_numpy(np.asarray(value))
     except (TypeError, ValueError, RuntimeError) as error:
         raise TypeError(f"expected {name} as a numpy array or torch tensor, got "
                         f"{type(value).__name__}: {error}") from None

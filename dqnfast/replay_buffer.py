@@ -1,7 +1,6 @@
 """The replay buffer: each frame stored once, stacks rebuilt when sampling."""
 import math
 import threading
-import warnings
 from typing import NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -9,7 +8,8 @@ import torch
 
 from dqnfast import ops
 from dqnfast._replay_inputs import (NP_BOOL, NP_FLOAT32, NP_INT64, ArrayLike, as_flags,
-                                    as_float32, as_floats, as_int64, as_tensor, numpy_dtype,
+                                    as_float32, as_floats, as_int64, as_tensor, from_numpy,
+                                    numpy_dtype,
                                     require_fraction, require_int, require_priority_eps,
                                     to_device)
 
@@ -335,11 +335,7 @@ class ReplayBuffer:
         case) skip every conversion: the tensor shares the array (the op only reads it)
         and the op checks shapes and dtypes itself."""
         if type(value) is np.ndarray and value.dtype is np_dtype and self._host_storage:
-            if not value.flags.writeable:  # Ray's object store, say: the ops only read
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                    return torch.from_numpy(value)
-            return torch.from_numpy(value)
+            return from_numpy(value)
         tensor = as_tensor(value, name)
         return tensor if convert is None else convert(tensor, name)
 
