@@ -58,6 +58,10 @@ def as_tensor(value: ArrayLike, name: str) -> torch.Tensor:
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # Compared first: a no-op .to() still costs about a microsecond, and a one-env add
+    # calls this six times.
+    if tensor.device == device:
+        return tensor
     # Without blocking only towards a GPU: a copy to the host would return before it
     # lands, and the host reads (checks, memcpy) the tensor right away.
     return tensor.to(device, non_blocking=device.type == "cuda")

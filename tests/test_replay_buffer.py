@@ -340,6 +340,8 @@ def test_copies_to_host_storage_wait_until_they_land(atari_rb):
     host right away: no copy towards the host may return before it lands."""
     from torch.overrides import TorchFunctionMode
 
+    from dqnfast._replay_inputs import to_device
+
     class RecordCopies(TorchFunctionMode):
         def __init__(self):
             super().__init__()
@@ -356,8 +358,12 @@ def test_copies_to_host_storage_wait_until_they_land(atari_rb):
     obs, action, reward, next_obs, terminated, truncated = (torch.as_tensor(x) for x in streams.step())
     with RecordCopies() as record:
         rb.add(obs, action, reward, next_obs, terminated, truncated, env_ids=torch.tensor([0, 1]))
-    assert len(record.to_host) == 7  # six inputs and env_ids
-    assert not any(record.to_host)
+        # Host inputs are not copied at all (not even by a no-op .to()); a tensor from
+        # elsewhere (here: the meta device) is copied with blocking.
+        assert to_device(obs, torch.device("cpu")) is obs
+        with pytest.raises(NotImplementedError):  # meta tensors hold no data to copy
+            to_device(obs.to("meta"), torch.device("cpu"))
+    assert record.to_host == [False]
 
 
 # -- checkpoints ------------------------------------------------------------------------------
