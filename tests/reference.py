@@ -223,3 +223,24 @@ def replay_op_args(rb, streams, batch_size, device="cpu"):
             *trees, storage["counters"], batch.index.clone(), torch.rand(batch_size, device=device),
             rb.n_step, rb.alpha, rb.priority_eps)
     return ops
+
+
+def chunk_of(streams, steps=3):
+    """add_frames arguments for `steps` steps of env 1 (rows in stream order), and the
+    same steps as add calls."""
+    adds, frames = [], None
+    for _ in range(steps):
+        obs, action, reward, next_obs, terminated, truncated = streams.step()
+        adds.append((obs[1:], action[1:], reward[1:], next_obs[1:], terminated[1:], truncated[1:]))
+    positions, pieces = [], []
+    for obs, action, reward, next_obs, terminated, truncated in adds:
+        continues = frames is not None and np.array_equal(frames[-4:], obs[0])
+        if not continues:
+            pieces.append(obs[0])
+            frames = obs[0]
+        positions.append(sum(len(p) for p in pieces) - 4)
+        pieces.append(next_obs[0][-1:])
+        frames = np.concatenate(pieces)
+    column = lambda i: np.concatenate([a[i] for a in adds])  # noqa: E731
+    return dict(frames=frames, obs_pos=np.array(positions), action=column(1), reward=column(2),
+                terminated=column(4), truncated=column(5), env_ids=np.ones(steps, np.int64)), adds

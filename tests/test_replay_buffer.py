@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dqnfast
-from reference import (EpisodeStreams, NaiveReplayBuffer, check_against_reference,
+from reference import (EpisodeStreams, NaiveReplayBuffer, check_against_reference, chunk_of,
                        per_env_sampleable_counts, replay_op_args)
 
 NP_DTYPES = {torch.uint8: np.uint8, torch.float32: np.float32}
@@ -201,27 +201,6 @@ def test_bad_add_is_rejected_and_changes_nothing(atari_rb, field, corrupt, error
     with pytest.raises(error, match=message):
         rb.add(**step)
     assert_unchanged(rb, before)
-
-
-def chunk_of(streams, steps=3):
-    """add_frames arguments for `steps` steps of env 1 (rows in stream order), and the
-    same steps as add calls."""
-    adds, frames = [], None
-    for _ in range(steps):
-        obs, action, reward, next_obs, terminated, truncated = streams.step()
-        adds.append((obs[1:], action[1:], reward[1:], next_obs[1:], terminated[1:], truncated[1:]))
-    positions, pieces = [], []
-    for obs, action, reward, next_obs, terminated, truncated in adds:
-        continues = frames is not None and np.array_equal(frames[-4:], obs[0])
-        if not continues:
-            pieces.append(obs[0])
-            frames = obs[0]
-        positions.append(sum(len(p) for p in pieces) - 4)
-        pieces.append(next_obs[0][-1:])
-        frames = np.concatenate(pieces)
-    column = lambda i: np.concatenate([a[i] for a in adds])  # noqa: E731
-    return dict(frames=frames, obs_pos=np.array(positions), action=column(1), reward=column(2),
-                terminated=column(4), truncated=column(5), env_ids=np.ones(steps, np.int64)), adds
 
 
 @pytest.mark.parametrize("prioritized", [False, True])
