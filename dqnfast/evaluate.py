@@ -5,7 +5,6 @@ greedily except for a small epsilon (0.05 by default, as in the Nature paper's
 evaluation); returns are whole-game and unclipped.
 """
 import argparse
-from pathlib import Path
 from typing import List, NamedTuple, Optional
 
 import numpy as np

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 import dqnfast
+from dqnfast.checkpoint import load_model
 from dqnfast.config import PRESETS, parse_args, resolve
 from dqnfast.evaluate import evaluate
-from dqnfast.plot import plot, read_episodes
 from dqnfast.learner import beta_at
+from dqnfast.plot import plot, read_episodes
 from dqnfast.train import epsilon_at, train
 
 TINY = dict(buffer_size=2_000, learning_starts=200, batch_size=16, checkpoint_interval=200,
@@ -241,3 +242,13 @@ def test_train_without_its_extra_names_the_extra(monkeypatch):
     with pytest.raises(SystemExit, match=r"needs the 'train' extra \(missing: tqdm\): "
                                          r"pip install --no-build-isolation -e '\.\[train\]'"):
         train_module.main(["--env", "CartPole-v1"])
+
+
+def test_recorded_pong_model_loads_and_plays():
+    """The model of the recorded Pong run (benchmarks/recorded/pong) is the pong preset's
+    network, loads from its folder and plays whole games."""
+    recorded = Path(__file__).resolve().parent.parent / "benchmarks" / "recorded" / "pong"
+    _, config = load_model(recorded)
+    assert (config.preset, config.env) == ("pong", "Pong-v5")
+    played = evaluate(recorded, episodes=1, epsilon=0.01, seed=3)
+    assert len(played.returns) == 1 and -21.0 <= played.returns[0] <= 21.0
