@@ -175,7 +175,7 @@ inline void check_add_frames_inputs(const at::Tensor& frames, const at::Tensor& 
     const int64_t e = ids.data_ptr<int64_t>()[i], p = positions.data_ptr<int64_t>()[i];
     TORCH_CHECK_VALUE(e >= 0 && e < total_envs, "env_ids must lie in [0, ", total_envs,
                       "), got ", e, " at position ", i);
-    TORCH_CHECK_VALUE(p >= 0 && p + frame_stack < num_frames, "obs_pos must lie in [0, ",
+    TORCH_CHECK_VALUE(p >= 0 && p < num_frames - frame_stack, "obs_pos must lie in [0, ",
                       num_frames - frame_stack, ") (obs and next_obs within the ", num_frames,
                       " frames), got ", p, " at position ", i);
   }

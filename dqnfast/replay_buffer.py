@@ -313,9 +313,12 @@ class ReplayBuffer:
             frames = frames[:, None]
         positions = as_int64(as_tensor(obs_pos, "obs_pos"), "obs_pos").cpu().tolist()
         envs = as_int64(as_tensor(env_ids, "env_ids"), "env_ids").cpu().tolist()
-        if len(positions) != len(envs):
-            raise ValueError(f"expected obs_pos of shape [{len(envs)}] (one per transition), "
-                             f"got [{len(positions)}]")
+        for name, value in (("obs_pos", positions), ("action", action), ("reward", reward),
+                            ("terminated", terminated), ("truncated", truncated),
+                            ("priority", priority)):
+            if value is not None and len(value) != len(envs):
+                raise ValueError(f"expected {name} of shape [{len(envs)}] (one per "
+                                 f"transition), got [{len(value)}]")
         for i, (p, e) in enumerate(zip(positions, envs)):
             if not 0 <= p < len(frames) - k:
                 raise ValueError(f"obs_pos must lie in [0, {len(frames) - k}) (obs and next_obs "

@@ -7,6 +7,7 @@ runs it as a Ray actor that Ray restarts when it dies.
 """
 import os
 import sys
+import warnings
 from typing import Optional
 import numpy as np
 import torch
@@ -45,6 +46,8 @@ class Actor:
         self.cfg, self.index = cfg, index
         self.epsilon = apex_epsilon(index, num_actors)
         seed = actor_seed(cfg.seed, index)
+        if _restarted():  # not the first run's episodes and exploration again
+            seed += os.getpid()
         self.env = envs.make(cfg.env, num_envs=cfg.num_envs, seed=seed, **cfg.env_options)
         self.spec = EnvSpec.of(self.env)
         self.q_network = make_q_network(self.spec.obs_shape, self.spec.obs_dtype,
@@ -109,6 +112,19 @@ class Actor:
 
     def close(self) -> None:
         self.env.close()
+
+
+def _restarted() -> bool:
+    """Whether this process is a Ray actor that Ray restarted after it died."""
+    try:
+        import ray
+    except ImportError:
+        return False
+    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
+        return False  # not inside a Ray actor (a test drives the class directly)
+    with warnings.catch_warnings():  # Ray 2.60 reads a deprecated attribute of its own here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
 
 
 def remote_actor_class(ray, num_cpus: float) -> type:

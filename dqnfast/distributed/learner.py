@@ -8,10 +8,12 @@ store once; actors fetch them with their next request. A chunk from an actor tha
 died is lost (Ray restarts the actor, which then gets the newest weights); the
 learner never waits on one actor while others have chunks ready.
 """
+import itertools
 import math
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -45,12 +47,18 @@ def check_config(cfg: Config) -> None:
         raise ValueError(f"actor_cpus must be positive, got {cfg.actor_cpus!r}")
     if cfg.ratio_policy not in RATIO_POLICIES:
         raise ValueError(f"ratio_policy must be one of {RATIO_POLICIES}, got {cfg.ratio_policy!r}")
+    # The target syncs once per chunk at most: a chunk must not span two sync intervals.
+    chunk_env_steps = cfg.num_envs * cfg.chunk_steps
+    if cfg.tau >= 1.0 and chunk_env_steps > cfg.target_update_interval:
+        raise ValueError(f"a chunk of num_envs * chunk_steps = {chunk_env_steps} env steps "
+                         f"spans more than target_update_interval={cfg.target_update_interval}: "
+                         "lower chunk_steps")
 
 
 def check_reachable(address: Optional[str]) -> None:
     """A clear ConnectionError for a cluster address nothing answers at, within seconds
-    (Ray itself may retry for minutes). None and "auto" are left to Ray."""
-    if address is None or address == "auto":
+    (Ray itself may retry for minutes). None, "auto" and "local" are left to Ray."""
+    if address in (None, "auto", "local"):
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
@@ -110,13 +118,23 @@ class _Fleet:
         self.ray, self.cfg, self.learner = ray, cfg, learner
         remote_actor = remote_actor_class(ray, cfg.actor_cpus)
         config = {**vars(cfg), "hidden": list(cfg.hidden)}
-        # Named, so that a person (or a test) can find one: dqnfast-<learner pid>-actor-<i>.
-        self.actors = [remote_actor.options(name=f"dqnfast-{os.getpid()}-actor-{i}").remote(
-            config, i, cfg.actors, torch_threads=1) for i in range(cfg.actors)]
-        self.in_flight = {}  # ObjectRef of a requested chunk -> actor index
-        self.weights_version, self.weights = 0, None
-        self.lost_chunks = 0
-        self.publish_weights()
+        # Named, so that a person (or a test) can find one:
+        # dqnfast-<learner pid>-<fleet of this process>-actor-<i>.
+        prefix = f"dqnfast-{os.getpid()}-{next(_FLEET_NUMBERS)}"
+        self.actors = []
+        try:
+            for i in range(cfg.actors):
+                self.actors.append(remote_actor.options(name=f"{prefix}-actor-{i}").remote(
+                    config, i, cfg.actors, torch_threads=1))
+            self.in_flight = {}  # ObjectRef of a requested chunk -> actor index
+            self.retry_at = {}  # actor index -> when to ask again (after a failure)
+            self.failures = [0] * cfg.actors  # consecutive failed requests per actor
+            self.weights_version, self.weights = 0, None
+            self.lost_chunks = 0
+            self.publish_weights()
+        except BaseException:
+            self.stop()
+            raise
 
     def publish_weights(self) -> None:
         self.weights = self.ray.put(weights_of(self.learner.q_network))  # one put for all
@@ -133,18 +151,25 @@ class _Fleet:
         for index in range(cfg.actors):
             self.request(index)
         while not learner.done:
-            [ref], _ = ray.wait(list(self.in_flight), num_returns=1)
-            index = self.in_flight.pop(ref)
-            try:
-                chunk = ray.get(ref)
-            except ray.exceptions.RayActorError as error:
-                # Ray restarts the actor; the request below waits for it.
-                self.lost_chunks += 1
-                learner.log.scalar("actors/lost_chunks", self.lost_chunks, learner.step)
-                print(f"actor {index} died ({type(error).__name__}); its chunk is lost, Ray "
-                      "restarts it", file=sys.stderr, flush=True)
+            now = time.monotonic()
+            for index in [i for i, due in self.retry_at.items() if due <= now]:
+                del self.retry_at[index]
                 self.request(index)
+            # A bounded wait: retries fall due and the time limit is checked meanwhile.
+            ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=_WAIT_S)
+            if not ready:
+                if not self.in_flight:
+                    time.sleep(_WAIT_S)
+                learner.end_of_step(None, {})
                 continue
+            index = self.in_flight.pop(ready[0])
+            try:
+                chunk = ray.get(ready[0])
+            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as error:
+                self.lost(index, error)
+                learner.end_of_step(None, {})
+                continue
+            self.failures[index] = 0
             add_chunk(learner.replay, chunk, index * cfg.num_envs)
             learner.advance(chunk.env_steps)
             for episodic_return, length in zip(chunk.episode_returns, chunk.episode_lengths):
@@ -155,6 +180,21 @@ class _Fleet:
             if cfg.ratio_policy == "throttle":
                 self.request(index)  # the ratio holds: the actor waited for the updates
             learner.end_of_step(None, {})
+
+    def lost(self, index: int, error: Exception) -> None:
+        """A request that failed: its chunk is lost. Ray restarts a dead actor; it is
+        asked again after a back-off, and the run stops on an actor that cannot start
+        or that fails ``_MAX_FAILURES`` times in a row."""
+        self.lost_chunks += 1
+        self.failures[index] += 1
+        self.learner.log.scalar("actors/lost_chunks", self.lost_chunks, self.learner.step)
+        if getattr(error, "actor_init_failed", False) or self.failures[index] >= _MAX_FAILURES:
+            raise RuntimeError(f"actor {index} failed {self.failures[index]} time(s) in a row "
+                               f"and cannot go on: {error}") from error
+        delay = min(_RETRY_S * 2 ** (self.failures[index] - 1), _MAX_RETRY_S)
+        print(f"actor {index}: {type(error).__name__}; its chunk is lost, asking again in "
+              f"{delay:g} s (Ray restarts a dead actor)", file=sys.stderr, flush=True)
+        self.retry_at[index] = time.monotonic() + delay
 
     def catch_up(self) -> None:
         """The updates the replay ratio owes; "free" stops early when a chunk is ready."""
@@ -172,3 +212,9 @@ class _Fleet:
     def stop(self) -> None:
         for actor in self.actors:  # their requests in flight go with them
             self.ray.kill(actor)
+
+
+_FLEET_NUMBERS = itertools.count()
+_WAIT_S = 1.0  # longest wait for a chunk before the loop checks retries and the clock
+_RETRY_S, _MAX_RETRY_S = 0.5, 8.0  # back-off before asking a failed actor again
+_MAX_FAILURES = 30  # failed requests in a row (about 3 minutes of back-off) end the run
