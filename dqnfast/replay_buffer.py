@@ -283,54 +283,27 @@ class ReplayBuffer:
         order, so one environment's rows follow its stream: the same as one ``add`` per
         row, in one call and without building the stacks. A call with an ``obs_pos``
         or ``env_ids`` entry out of range raises ValueError and stores nothing.
-        With GPU storage the frames are uploaded once and added a row at a time.
+        Host storage only (a learner keeps such a buffer in host memory and samples
+        into pinned batches for its GPU).
         """
-        if self._host_storage:
-            tensors = [self._input(v, name, dtype, convert) for v, name, dtype, convert in (
-                (frames, "frames", self._np_obs_dtype, None),
-                (obs_pos, "obs_pos", NP_INT64, as_int64), (action, "action", NP_INT64, as_int64),
-                (reward, "reward", NP_FLOAT32, as_float32),
-                (terminated, "terminated", NP_BOOL, as_flags),
-                (truncated, "truncated", NP_BOOL, as_flags),
-                (env_ids, "env_ids", NP_INT64, as_int64))]
-            if priority is not None:
-                if not self.prioritized:
-                    raise ValueError("add_frames(priority=...) needs a prioritized buffer "
-                                     "(prioritized=True)")
-                priority = as_floats(as_tensor(priority, "priority"), "priority")
-            with self._lock:
-                ops.replay_add_frames(self._storage, *tensors, priority, self.frame_stack,
-                                      self.n_step, self.alpha, self.priority_eps)
-            return
-        self._add_frames_by_rows(frames, obs_pos, action, reward, terminated, truncated,
-                                 env_ids, priority)
-
-    def _add_frames_by_rows(self, frames, obs_pos, action, reward, terminated, truncated,
-                            env_ids, priority) -> None:
-        k = self.frame_stack
-        frames = to_device(self._input(frames, "frames", self._np_obs_dtype), self.storage_device)
-        if k == 1:
-            frames = frames[:, None]
-        positions = as_int64(as_tensor(obs_pos, "obs_pos"), "obs_pos").cpu().tolist()
-        envs = as_int64(as_tensor(env_ids, "env_ids"), "env_ids").cpu().tolist()
-        for name, value in (("obs_pos", positions), ("action", action), ("reward", reward),
-                            ("terminated", terminated), ("truncated", truncated),
-                            ("priority", priority)):
-            if value is not None and len(value) != len(envs):
-                raise ValueError(f"expected {name} of shape [{len(envs)}] (one per "
-                                 f"transition), got [{len(value)}]")
-        for i, (p, e) in enumerate(zip(positions, envs)):
-            if not 0 <= p < len(frames) - k:
-                raise ValueError(f"obs_pos must lie in [0, {len(frames) - k}) (obs and next_obs "
-                                 f"within the {len(frames)} frames), got {p} at position {i}")
-            if not 0 <= e < self.num_envs:
-                raise ValueError(f"env_ids must lie in [0, {self.num_envs}), got {e} at "
-                                 f"position {i}")
-        for i, (p, e) in enumerate(zip(positions, envs)):
-            self.add(frames[p:p + k][None] if k > 1 else frames[p], action[i:i + 1],
-                     reward[i:i + 1], frames[p + 1:p + k + 1][None] if k > 1 else frames[p + 1],
-                     terminated[i:i + 1], truncated[i:i + 1], env_ids=[e],
-                     priority=None if priority is None else priority[i:i + 1])
+        if not self._host_storage:
+            raise ValueError(f"add_frames needs host storage, this buffer is stored on "
+                             f"{self.storage_device}: make it with storage_device='cpu'")
+        tensors = [self._input(v, name, dtype, convert) for v, name, dtype, convert in (
+            (frames, "frames", self._np_obs_dtype, None),
+            (obs_pos, "obs_pos", NP_INT64, as_int64), (action, "action", NP_INT64, as_int64),
+            (reward, "reward", NP_FLOAT32, as_float32),
+            (terminated, "terminated", NP_BOOL, as_flags),
+            (truncated, "truncated", NP_BOOL, as_flags),
+            (env_ids, "env_ids", NP_INT64, as_int64))]
+        if priority is not None:
+            if not self.prioritized:
+                raise ValueError("add_frames(priority=...) needs a prioritized buffer "
+                                 "(prioritized=True)")
+            priority = as_floats(as_tensor(priority, "priority"), "priority")
+        with self._lock:
+            ops.replay_add_frames(self._storage, *tensors, priority, self.frame_stack,
+                                  self.n_step, self.alpha, self.priority_eps)
 
     def _input(self, value: ArrayLike, name: str, np_dtype, convert=None) -> torch.Tensor:
         """An input of add as a tensor where it is, checked and cast (moved to the storage

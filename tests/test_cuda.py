@@ -318,19 +318,11 @@ def test_cuda_and_cuda_index_are_one_device():
         assert a.data_ptr() == b.data_ptr()
 
 
-@pytest.mark.parametrize("prioritized", [False, True])
-def test_add_frames_on_gpu_storage_is_the_cpu_buffer(prioritized):
-    """add_frames with GPU storage (uploaded once, added a row at a time) leaves the
-    storage as the host op does."""
-    buffers = [dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, seed=0, n_step=2,
-                                    prioritized=prioritized, storage_device=device)
-               for device in ("cpu", "cuda")]
+def test_add_frames_needs_host_storage():
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, storage_device="cuda")
     streams = EpisodeStreams(np.random.default_rng(1), 2, 4, (6, 6), np.uint8, end_prob=0.3)
-    for i in range(12):
-        chunk, _ = chunk_of(streams, steps=5)
-        priority = np.random.default_rng(i).random(5).astype(np.float32) if prioritized else None
-        for rb in buffers:
-            rb.add_frames(**chunk, priority=priority)
-    assert len(buffers[0]) == len(buffers[1])
-    for name, tensor in buffers[0]._storage.items():
-        assert torch.equal(tensor, buffers[1]._storage[name].cpu()), name
+    chunk, _ = chunk_of(streams)
+    with pytest.raises(ValueError, match="add_frames needs host storage, this buffer is stored "
+                                         "on cuda:0"):
+        rb.add_frames(**chunk)
+    assert len(rb) == 0

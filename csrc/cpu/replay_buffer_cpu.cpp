@@ -254,6 +254,10 @@ void replay_add_frames_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor act
   const int64_t* positions = chunk_obs_pos.data_ptr<int64_t>();
   const int64_t* ids = env_ids.data_ptr<int64_t>();
   const float* raw_priority = new_priority.defined() ? new_priority.data_ptr<float>() : nullptr;
+  const int64_t* in_action = new_action.data_ptr<int64_t>();
+  const float* in_reward = new_reward.data_ptr<float>();
+  const bool* in_term = new_terminated.data_ptr<bool>();
+  const bool* in_trunc = new_truncated.data_ptr<bool>();
   // In order: rows of one environment follow each other in its stream.
   for (int64_t i = 0; i < num_rows; ++i) {
     const int64_t e = ids[i];
@@ -265,9 +269,8 @@ void replay_add_frames_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor act
       given = priority_of(raw_priority[i], alpha, priority_eps);
       *target.tree.max_priority = std::max(*target.tree.max_priority, given);
     }
-    add_row(target, e, o, o + target.fb, new_action.data_ptr<int64_t>()[i],
-            new_reward.data_ptr<float>()[i], new_terminated.data_ptr<bool>()[i],
-            new_truncated.data_ptr<bool>()[i], given);
+    add_row(target, e, o, o + target.fb, in_action[i], in_reward[i], in_term[i], in_trunc[i],
+            given);
     if (prioritized) refresh_changed(target, e, first_before, end_before);
   }
 }

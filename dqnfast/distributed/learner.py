@@ -8,6 +8,7 @@ store once; actors fetch them with their next request. A chunk from an actor tha
 died is lost (Ray restarts the actor, which then gets the newest weights); the
 learner never waits on one actor while others have chunks ready.
 """
+import dataclasses
 import itertools
 import math
 import os
@@ -98,6 +99,9 @@ def train_distributed(cfg: Config, resume_dir: Optional[str] = None) -> TrainRes
         if cpus < cfg.actors * cfg.actor_cpus:
             raise ValueError(f"{cfg.actors} actors of {cfg.actor_cpus:g} CPU need "
                              f"{cfg.actors * cfg.actor_cpus:g} CPUs; the Ray cluster has {cpus:g}")
+        # Chunks go into host memory (add_frames reads them where Ray put them); with
+        # --cuda the update reads pinned batches copied to the GPU.
+        cfg = dataclasses.replace(cfg, replay_on_gpu=False)
         learner = Learner(cfg, spec, Path(resume_dir or default_run_dir(cfg)),
                           buffer_envs=cfg.actors * cfg.num_envs, resume=resume_dir is not None)
         fleet = _Fleet(ray, cfg, learner)
