@@ -1,4 +1,4 @@
-"""Prioritized n-step replay: dqnfast against cpprb.
+"""Prioritized n-step replay: dqnfast against cpprb and torchrl.
 
     python -m pytest benchmarks/bench_prioritized_replay.py --benchmark-only
 
@@ -14,9 +14,14 @@ cpprb in its smallest faithful configuration: its ``PrioritizedReplayBuffer`` wi
 ``Nstep`` stores ``obs`` and ``next_obs`` with ``stack_compress`` (stacks last, as
 ``stack_compress`` needs; its ``next_of`` drops ``next_obs`` from the samples under
 ``Nstep``). At 1M it would need about 14 GB on a 24 GB machine shared with others, and
-minutes to fill: only dqnfast runs there. torchrl is not compared: the
-``PrioritizedReplayBuffer`` of torchrl 0.14.1 and 0.13.3 needs its compiled segment
-trees, whose extension fails to load against torch 2.13.0+cpu (undefined symbols).
+minutes to fill: only dqnfast runs there.
+
+torchrl (the ``bench`` extra; its compiled segment trees load against torch 2.14, not
+2.13): its ``PrioritizedReplayBuffer`` over a ``LazyTensorStorage`` with its
+``MultiStepTransform``, the configuration its docs give for n-step replay. It stores
+``observation`` and ``("next", "observation")`` whole, 56 KB per transition, so it too
+runs at 100k only. Its first batch is checked against the stream (obs, 3-step return,
+next obs) before it is timed.
 """
 import gc
 
@@ -83,8 +88,76 @@ class CpprbPER:
         return cpprb_bytes_per_transition(self.rb, self.capacity)
 
 
-IMPLEMENTATIONS = {"dqnfast": DqnfastPER, "cpprb": CpprbPER}
-ONLY_AT_100K = {"cpprb"}  # see the module docstring
+class TorchrlPER:
+    FILL_CHUNK = 1_000  # transitions per extend call
+
+    def __init__(self, capacity):
+        from torchrl.data import LazyTensorStorage, PrioritizedReplayBuffer
+        from torchrl.envs.transforms import MultiStepTransform
+        self.rb = PrioritizedReplayBuffer(alpha=ALPHA, beta=BETA,
+                                          storage=LazyTensorStorage(capacity),
+                                          transform=MultiStepTransform(N_STEP, GAMMA))
+        self.capacity = capacity
+        chunk = []
+        for transition in stream(capacity):
+            chunk.append(transition)
+            if len(chunk) == self.FILL_CHUNK:
+                self.rb.extend(self.tensordict(chunk))
+                chunk = []
+        self.rb.extend(self.tensordict(chunk))
+        # The transform holds back the last N_STEP transitions of the stream's open
+        # episode, so storage index i is the stream's transition i (no wrap-around).
+        assert len(self.rb) == capacity and self.rb.write_count == capacity
+        self.check_first_batch()
+
+    @staticmethod
+    def tensordict(transitions):
+        from tensordict import TensorDict
+
+        def column(name):
+            return torch.from_numpy(np.concatenate([getattr(t, name) for t in transitions]))
+
+        terminated, truncated = column("terminated")[:, None], column("truncated")[:, None]
+        return TensorDict({"observation": column("obs"), "action": column("action"),
+                           "next": {"observation": column("next_obs"),
+                                    "reward": column("reward")[:, None],
+                                    "terminated": terminated, "truncated": truncated,
+                                    "done": terminated | truncated}},
+                          batch_size=[len(transitions)])
+
+    def check_first_batch(self):
+        """The sampled obs, n-step return and next obs are the stream's, index by index."""
+        batch, info = self.rb.sample(32, return_info=True)
+        wanted = {int(i): row for row, i in enumerate(info["index"])}
+        window = []  # the stream's last N_STEP transitions
+        for position, t in enumerate(stream(self.capacity)):
+            window = window[-(N_STEP - 1):] + [t]
+            start = position - (N_STEP - 1)
+            if start in wanted:
+                row = wanted.pop(start)
+                steps = window
+                k = next((k + 1 for k, s in enumerate(steps) if s.terminated[0] or s.truncated[0]),
+                         N_STEP)
+                n_step_return = sum(GAMMA ** i * float(s.reward[0]) for i, s in enumerate(steps[:k]))
+                assert np.array_equal(batch["observation"][row].numpy(), steps[0].obs[0])
+                assert np.array_equal(batch["next", "observation"][row].numpy(), steps[k - 1].next_obs[0])
+                assert abs(float(batch["next", "reward"][row]) - n_step_return) < 1e-4
+            if not wanted:
+                return
+
+    def step(self, batch_size, priorities):
+        batch, info = self.rb.sample(batch_size, return_info=True)
+        self.rb.update_priority(info["index"], priorities)
+        return batch["observation"].numpy(), batch["next", "observation"].numpy()
+
+    def bytes_per_transition(self):
+        storage = self.rb.storage._storage  # a TensorDict of the stored columns
+        leaves = storage.values(include_nested=True, leaves_only=True)
+        return sum(leaf.numel() * leaf.element_size() for leaf in leaves) / self.capacity
+
+
+IMPLEMENTATIONS = {"dqnfast": DqnfastPER, "cpprb": CpprbPER, "torchrl": TorchrlPER}
+ONLY_AT_100K = {"cpprb", "torchrl"}  # see the module docstring
 
 
 PARAMS = [(name, capacity) for capacity in (100_000, 1_000_000) for name in IMPLEMENTATIONS]
@@ -96,6 +169,9 @@ def filled_per(request):
     if capacity > 100_000 and name in ONLY_AT_100K:
         pytest.skip(f"{name} at {capacity:,} transitions needs more memory than this machine "
                     "has (see the module docstring)")
+    if name == "torchrl":
+        pytest.importorskip("torchrl", reason="torchrl is in the bench extra: "
+                            "pip install --no-build-isolation -e '.[bench]'")
     gc.collect()
     return name, capacity, IMPLEMENTATIONS[name](capacity)
 
