@@ -242,10 +242,11 @@ class ReplayBuffer:
         nothing, and the ValueError comes from the next call that waits for the GPU
         anyway: ``len()`` or ``sample()``.
         """
-        obs = self._input(obs, "obs", self._np_obs_dtype)
-        next_obs = self._input(next_obs, "next_obs", self._np_obs_dtype)
+        obs = self._input(obs, "obs", self._np_obs_dtype, upload=False)
+        next_obs = self._input(next_obs, "next_obs", self._np_obs_dtype, upload=False)
         if not self._host_storage and not (obs.is_cuda or next_obs.is_cuda):
             _check_continues(obs, next_obs, self.frame_stack)
+        obs, next_obs = to_device(obs, self.storage_device), to_device(next_obs, self.storage_device)
         action = self._input(action, "action", NP_INT64, as_int64)
         reward = self._input(reward, "reward", NP_FLOAT32, as_float32)
         terminated = self._input(terminated, "terminated", NP_BOOL, as_flags)
@@ -261,9 +262,6 @@ class ReplayBuffer:
                 raise ValueError("add(priority=...) needs a prioritized buffer (prioritized=True)")
             priority = as_floats(to_device(as_tensor(priority, "priority"), self.storage_device),
                                  "priority")
-        obs, next_obs, action, reward, terminated, truncated = (
-            to_device(t, self.storage_device)
-            for t in (obs, next_obs, action, reward, terminated, truncated))
         with self._lock:
             ops.replay_add(self._storage, self._rejected_adds, obs, next_obs, action, reward,
                            terminated, truncated, env_ids, priority, self.frame_stack,
@@ -305,15 +303,18 @@ class ReplayBuffer:
             ops.replay_add_frames(self._storage, *tensors, priority, self.frame_stack,
                                   self.n_step, self.alpha, self.priority_eps)
 
-    def _input(self, value: ArrayLike, name: str, np_dtype, convert=None) -> torch.Tensor:
-        """An input of add as a tensor where it is, checked and cast (moved to the storage
-        device later). Host storage and a numpy array of the stored dtype (the common
-        case) skip every conversion: the tensor shares the array (the op only reads it)
-        and the op checks shapes and dtypes itself."""
+    def _input(self, value: ArrayLike, name: str, np_dtype, convert=None, *,
+               upload: bool = True) -> torch.Tensor:
+        """An input of add as a tensor, checked and cast where it is, then (``upload``)
+        moved to the storage device. Host storage and a numpy array of the stored dtype
+        (the common case) skip every conversion: the tensor shares the array (the op
+        only reads it) and the op checks shapes and dtypes itself."""
         if type(value) is np.ndarray and value.dtype is np_dtype and self._host_storage:
             return from_numpy(value)
         tensor = as_tensor(value, name)
-        return tensor if convert is None else convert(tensor, name)
+        if convert is not None:
+            tensor = convert(tensor, name)
+        return to_device(tensor, self.storage_device) if upload else tensor
 
     # -- sampling -----------------------------------------------------------------------
 
