@@ -11,6 +11,7 @@ from gymnasium import spaces
 pytest.importorskip("stable_baselines3")
 
 from stable_baselines3 import DQN  # noqa: E402
+from stable_baselines3.common.buffers import NStepReplayBuffer  # noqa: E402
 from stable_baselines3.common.buffers import ReplayBuffer as SB3ReplayBuffer  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 from stable_baselines3.common.vec_env import (  # noqa: E402
@@ -216,6 +217,60 @@ def test_samples_match_sb3_buffer(n_envs, handle_timeout_termination):
     # Truncated episode ends bootstrap only under handle_timeout_termination.
     dones = {k[3] for k in held}
     assert dones == {0.0, 1.0}
+
+
+def n_step_keys(samples):
+    """Keys of n-step samples: rewards and discounts rounded (SB3 sums in another order);
+    the discount counts only where the episode did not terminate (SB3's target is
+    reward + (1 - done) * discount * next value)."""
+    return [(o.tobytes(), int(a), n.tobytes(), float(d), round(float(r), 4),
+             round(float(g) * (1 - float(d)), 5))
+            for o, a, n, d, r, g in zip(samples.observations.numpy(), samples.actions[:, 0],
+                                        samples.next_observations.numpy(), samples.dones[:, 0],
+                                        samples.rewards[:, 0], samples.discounts[:, 0])]
+
+
+@pytest.mark.parametrize("handle_timeout_termination", [True, False])
+def test_n_step_samples_match_sb3_n_step_buffer(handle_timeout_termination):
+    """n_steps=3 samples are SB3's NStepReplayBuffer's, window for window, except the
+    last transitions before the write cursor, which SB3 cuts short and dqnfast holds
+    back until their windows are complete."""
+    n_steps, gamma = 3, 0.9
+    venv = stacked_image_vec_env(n_envs=1, seed=5, end_prob=0.1)
+    args = (60, venv.observation_space, venv.action_space)
+    kwargs = dict(device="cpu", n_envs=1, handle_timeout_termination=handle_timeout_termination,
+                  n_steps=n_steps, gamma=gamma)
+    ours = DQNFastReplayBuffer(*args, **kwargs, frame_stack=FRAME_STACK, seed=0,
+                               frame_capacity=300)
+    theirs = NStepReplayBuffer(*args, **kwargs)
+    counts = fill_both(ours, theirs, venv, steps=150)  # wraps around 2.5 times
+    assert counts["terminated"] > 0 and counts["truncated"] > 0
+
+    held = set(n_step_keys(theirs._get_samples(np.arange(theirs.size()))))
+    assert len(held) == 60
+    seen = set()
+    for _ in range(10):
+        samples = ours.sample(500)
+        assert samples.discounts.shape == (500, 1) and samples.discounts.dtype == torch.float32
+        seen.update(n_step_keys(samples))
+    assert seen <= held
+    assert len(held - seen) <= n_steps - 1 and len(seen) == len(ours)
+    discounts = {key[5] for key in seen}
+    assert {0.0, round(gamma ** n_steps, 5)} <= discounts  # terminated and full windows
+    # Truncations cut windows short (without handle_timeout_termination they terminate).
+    assert bool(discounts - {0.0, round(gamma ** n_steps, 5)}) == handle_timeout_termination
+
+
+def test_dqn_trains_with_n_step_returns():
+    env = stacked_image_vec_env(n_envs=2, size=8, channels=1)
+    model = dqn(env, gamma=0.9,
+                replay_buffer_kwargs=dict(frame_stack=FRAME_STACK, n_steps=3, gamma=0.9))
+    model.learn(240)
+    rb = model.replay_buffer
+    assert rb.dqnfast_buffer.n_step == 3 and model._n_updates > 0
+    assert "n_steps=3" in repr(rb)
+    restored = pickle.loads(pickle.dumps(rb))
+    assert restored.dqnfast_buffer.n_step == 3 and len(restored) == len(rb)
 
 
 def test_scarce_frames_keep_a_subset():

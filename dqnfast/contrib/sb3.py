@@ -15,6 +15,10 @@ axis holds the ``k`` frames, oldest first: what ``VecFrameStack`` gives after
 ``c`` channels each, e.g. RGB) is stored as ``k`` frames of ``c`` channels. Each frame
 is then stored once instead of ``2 * k`` times.
 
+n-step returns: ``replay_buffer_kwargs=dict(n_steps=3, gamma=0.99)``, the arguments
+of SB3's own ``NStepReplayBuffer``; samples then carry SB3's ``discounts`` field, which
+SB3's DQN uses in place of its ``gamma`` (the same ``gamma`` must be given to both).
+
 Only ``Box`` observation spaces and ``Discrete`` action spaces are supported.
 """
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -46,6 +50,15 @@ class DQNFastReplayBuffer(SB3ReplayBuffer):
         transitions leave before ``buffer_size`` is reached.
     :param seed: seed of the sampling generator; by default drawn from numpy's global
         generator (which SB3 seeds), so ``DQN(seed=...)`` samples reproducibly.
+    :param n_steps: steps of the n-step return (as SB3's ``NStepReplayBuffer``): a
+        sample's reward sums ``gamma**i * r_{t+i}`` over its window, which ends early at
+        an episode's end; its next observation is the window's last, ``dones`` says
+        whether the episode terminated within it and ``discounts`` is ``gamma**k`` for
+        a window of ``k`` steps (0 where it terminated: SB3's target multiplies by
+        ``1 - dones`` anyway). Unlike SB3's, a transition is sampled only once its
+        window is complete (no window is cut short at the write cursor). 1 (the
+        default) gives SB3's ``ReplayBuffer`` samples, ``discounts=None``.
+    :param gamma: discount of the n-step return; give DQN the same.
 
     SB3's own arguments keep their meaning: ``buffer_size`` transitions in all,
     split evenly between the ``n_envs`` environments, and with
@@ -75,6 +88,8 @@ class DQNFastReplayBuffer(SB3ReplayBuffer):
         frame_stack: int = 1,
         frame_capacity: Optional[int] = None,
         seed: Optional[int] = None,
+        n_steps: int = 1,
+        gamma: float = 0.99,
     ):
         if not isinstance(observation_space, spaces.Box):
             raise TypeError(
@@ -88,7 +103,8 @@ class DQNFastReplayBuffer(SB3ReplayBuffer):
             raise ValueError(
                 "DQNFastReplayBuffer stores every frame once already; pass "
                 "optimize_memory_usage=False (SB3's default)")
-        for name, value in (("buffer_size", buffer_size), ("n_envs", n_envs), ("frame_stack", frame_stack)):
+        for name, value in (("buffer_size", buffer_size), ("n_envs", n_envs),
+                            ("frame_stack", frame_stack), ("n_steps", n_steps)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         # SB3's ReplayBuffer.__init__ would allocate its numpy arrays: set up only what
@@ -99,6 +115,8 @@ class DQNFastReplayBuffer(SB3ReplayBuffer):
         self.handle_timeout_termination = bool(handle_timeout_termination)
         self.frame_stack = int(frame_stack)
         self.frame_capacity = frame_capacity
+        self.n_steps = int(n_steps)
+        self.gamma = gamma  # checked by the dqnfast buffer
         self._stored_obs_shape = _stored_shape(tuple(self.obs_shape), self.frame_stack)
         self._obs_dtype = observation_space.dtype
         self._action_dtype = _torch_dtype(action_space.dtype)
@@ -114,7 +132,8 @@ class DQNFastReplayBuffer(SB3ReplayBuffer):
         rb = ReplayBuffer(
             self.buffer_size * self.n_envs, self._stored_obs_shape, num_envs=self.n_envs,
             frame_stack=self.frame_stack, obs_dtype=_torch_dtype(self._obs_dtype),
-            device=self.device if on_gpu else "cpu", seed=seed, frame_capacity=self.frame_capacity)
+            device=self.device if on_gpu else "cpu", seed=seed, frame_capacity=self.frame_capacity,
+            n_step=self.n_steps, gamma=self.gamma)
         self.frame_capacity = rb.frame_capacity  # so that a rebuilt buffer has the same config
         return rb
 
@@ -188,10 +207,11 @@ class DQNFastReplayBuffer(SB3ReplayBuffer):
         Returns SB3's ``ReplayBufferSamples``: observations of the space's dtype and
         shape (the policy converts them), actions ``(B, 1)`` of the action space's
         dtype, ``dones`` (terminated, not truncated) and rewards ``(B, 1)`` float32,
-        all fresh tensors on ``device``. With ``env`` (a ``VecNormalize``),
-        observations and rewards are normalized with its statistics, as SB3 does.
+        all fresh tensors on ``device``; with ``n_steps > 1`` also ``discounts``
+        ``(B, 1)`` float32. With ``env`` (a ``VecNormalize``), observations and
+        rewards are normalized with its statistics, as SB3 does.
         """
-        obs, action, reward, next_obs, terminated = self._draw(batch_size)
+        obs, action, reward, next_obs, terminated, discount = self._draw(batch_size)
         shape = (batch_size, *self.obs_shape)
         obs, next_obs = obs.reshape(shape), next_obs.reshape(shape)
         if env is None:
@@ -208,10 +228,13 @@ class DQNFastReplayBuffer(SB3ReplayBuffer):
             next_observations=next_observations,
             dones=terminated.to(self.device, dtype=torch.float32, copy=True).reshape(batch_size, 1),
             rewards=rewards,
+            discounts=(None if self.n_steps == 1 else
+                       discount.to(self.device, copy=True).reshape(batch_size, 1)),
         )
 
     def _draw(self, batch_size: int) -> Tuple[torch.Tensor, ...]:
-        """(obs, action, reward, next_obs, terminated) of ``batch_size`` transitions.
+        """(obs, action, reward, next_obs, terminated, discount) of ``batch_size``
+        transitions.
 
         The tensors may be the dqnfast buffer's reused output tensors: copy them
         before the next draw.
@@ -224,12 +247,12 @@ class DQNFastReplayBuffer(SB3ReplayBuffer):
             raise ValueError("cannot sample from an empty replay buffer: add transitions first "
                              "(learning_starts > 0)")
         if batch_size <= stored:
-            return _one_step_fields(rb.sample(int(batch_size)))
+            return _sb3_fields(rb.sample(int(batch_size)))
         # SB3 samples with replacement even from fewer transitions than batch_size
         # (learning_starts < batch_size); dqnfast refuses, so draw in parts.
         parts = []
         for start in range(0, batch_size, stored):
-            parts.append([t.clone() for t in _one_step_fields(rb.sample(min(stored, batch_size - start)))])
+            parts.append([t.clone() for t in _sb3_fields(rb.sample(min(stored, batch_size - start)))])
         return tuple(torch.cat(tensors) for tensors in zip(*parts))
 
     def _get_samples(self, batch_inds: np.ndarray, env: Optional[VecNormalize] = None) -> ReplayBufferSamples:
@@ -269,12 +292,13 @@ class DQNFastReplayBuffer(SB3ReplayBuffer):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(len={len(self)}, buffer_size={self.buffer_size} per env, "
                 f"n_envs={self.n_envs}, obs_shape={self.obs_shape}, frame_stack={self.frame_stack}, "
-                f"device={self.device})")
+                f"n_steps={self.n_steps}, device={self.device})")
 
 
-def _one_step_fields(batch) -> Tuple[torch.Tensor, ...]:
-    """(obs, action, reward, next_obs, terminated): the fields SB3's samples hold."""
-    return batch.obs, batch.action, batch.reward, batch.next_obs, batch.terminated
+def _sb3_fields(batch) -> Tuple[torch.Tensor, ...]:
+    """(obs, action, reward, next_obs, terminated, discount): the fields SB3's samples
+    hold."""
+    return batch.obs, batch.action, batch.reward, batch.next_obs, batch.terminated, batch.discount
 
 
 def _stored_shape(obs_shape: Tuple[int, ...], frame_stack: int) -> Tuple[int, ...]:
