@@ -146,6 +146,7 @@ class Learner:
         self.solved = self.out_of_time = self.learning = False
         self._previous_step = self.step
         self._last_log_time, self._last_log_step = time.time(), self.step
+        self._update_seconds = 0.0  # spent in updates since the last log line
 
     @property
     def done(self) -> bool:
@@ -155,7 +156,9 @@ class Learner:
         """One update (prioritized replay: with beta annealed to the current step)."""
         if self.cfg.prioritized:
             self.replay.beta = beta_at(self.cfg, self.step)
+        start = time.perf_counter()
         stats = self.update()
+        self._update_seconds += time.perf_counter() - start
         self.updates += 1
         if self.updates % LOG_INTERVAL_UPDATES == 0:  # one device-to-host read for both
             td_loss, q_value = torch.stack([stats.loss, stats.q_taken.mean()]).tolist()
@@ -193,6 +196,9 @@ class Learner:
         if now - self._last_log_time >= 1.0 or self.done:
             sps = (step - self._last_log_step) / (now - self._last_log_time)
             self.log.scalar("charts/SPS", sps, step)
+            if self.device.type == "cpu":  # a CUDA update returns before the GPU is done
+                self.log.scalar("charts/update_share", self._update_seconds / (now - self._last_log_time), step)
+            self._update_seconds = 0.0
             if epsilon is not None:
                 self.log.scalar("charts/epsilon", epsilon, step)
             self.log.flush()

@@ -42,6 +42,10 @@ def test_every_preset_runs(tmp_path, preset):
     scalars = (run_dir / "scalars.csv").read_text()
     for name in ("charts/SPS", "charts/epsilon", "losses/td_loss", "losses/q_values"):
         assert name in scalars or (name.startswith("losses") and steps < 400), name
+    # The share of wall-clock time spent in updates, once a second.
+    shares = [float(line.rsplit(",", 1)[1]) for line in scalars.splitlines()
+              if ",charts/update_share," in line]
+    assert shares and all(0.0 <= share <= 1.0 for share in shares), shares
     if preset in ("pong", "cartpole-pixels"):  # a GIF of the raw screen
         gif = tmp_path / "play.gif"
         evaluate(run_dir / "checkpoint" / "state.pt", episodes=1, gif=str(gif))
