@@ -4,18 +4,18 @@
 
 One update = loss, ``zero_grad``, backward, Adam step, on a fixed random batch.
 Groups: "update-cartpole-mlp" (MLP 128-128, 2 actions, batch 128, float32 states)
-and "update-atari-cnn" (Nature CNN, 6 actions, batch 32, uint8 (4, 84, 84) frames).
-Variants:
+and "update-atari-cnn" (Nature CNN, 6 actions, batch 32, uint8 (4, 84, 84) frames),
+each with torch on 1 thread and on 2 ("-1t", "-2t"). Variants:
 
-  dqnfast             ``dqn_loss`` (Huber), and ``dqnfast-double`` with Double DQN
+  dqnfast             ``dqn_loss`` (Huber), and ``dqnfast-double`` with Double DQN;
+                      ``dqnfast-contiguous``: the CNN's convolutions in the contiguous
+                      (channels-first) layout instead of channels-last
   textbook-loop       the course notes' per-sample loop (``textbook_loss.per_sample_update``)
   chapter-calc-loss   the book chapter's vectorized ``calc_loss`` (MSE, numpy batch in)
   floor               forward + gather + backward + Adam: no target, no loss function
   floor+target        the floor plus one no-grad target forward: the work a DQN update
                       cannot skip
 
-torch runs with its default thread count (the machine's cores); it is recorded in
-each result's extra_info.
 """
 import copy
 
@@ -30,10 +30,10 @@ GAMMA = 0.99
 LEARNING_RATE = 1e-4
 
 SETTINGS = {
-    "cartpole-mlp": dict(make_network=lambda: MLP(4, 2), obs_shape=(4,), obs_dtype=torch.float32,
+    "cartpole-mlp": dict(make_network=MLP, network_args=(4, 2), obs_shape=(4,), obs_dtype=torch.float32,
                          num_actions=2, batch_size=128, rounds=None),
     # A Nature CNN update takes a good fraction of a second on two CPU cores: few rounds.
-    "atari-cnn": dict(make_network=lambda: NatureDQN((4, 84, 84), 6), obs_shape=(4, 84, 84),
+    "atari-cnn": dict(make_network=NatureDQN, network_args=((4, 84, 84), 6), obs_shape=(4, 84, 84),
                       obs_dtype=torch.uint8, num_actions=6, batch_size=32, rounds=20),
 }
 
@@ -86,6 +86,7 @@ def floor_step(with_target):
 VARIANTS = {
     "dqnfast": (dqnfast_step(double_dqn=False), lambda batch: batch),
     "dqnfast-double": (dqnfast_step(double_dqn=True), lambda batch: batch),
+    "dqnfast-contiguous": (dqnfast_step(double_dqn=False), lambda batch: batch),
     "textbook-loop": (textbook_loop_step, lambda batch: to_transitions(*batch)),
     "chapter-calc-loss": (chapter_step, lambda batch: to_numpy_batch(*batch)),
     "floor": (floor_step(with_target=False), lambda batch: batch),
@@ -107,14 +108,27 @@ def check_textbook_loss_matches(network, batch, num_actions):
     torch.testing.assert_close(chapter_loss, expected_mse)
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("setting", list(SETTINGS))
-def test_update(benchmark, setting, variant):
+@pytest.fixture(params=[1, 2], ids=["1t", "2t"])
+def torch_threads(request):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(threads)
+
+
+# The memory layout is the CNN's alone.
+CASES = [(setting, variant) for setting in SETTINGS for variant in VARIANTS
+         if variant != "dqnfast-contiguous" or SETTINGS[setting]["make_network"] is NatureDQN]
+
+
+@pytest.mark.parametrize("setting,variant", CASES)
+def test_update(benchmark, setting, variant, torch_threads):
     config = SETTINGS[setting]
-    benchmark.group = f"update-{setting}"
-    benchmark.extra_info["torch_threads"] = torch.get_num_threads()
+    benchmark.group = f"update-{setting}-{torch_threads}t"
+    benchmark.extra_info["torch_threads"] = torch_threads
     torch.manual_seed(0)
-    network = config["make_network"]()
+    layout = {"channels_last": False} if variant == "dqnfast-contiguous" else {}
+    network = config["make_network"](*config["network_args"], **layout)
     batch = random_batch(config["obs_shape"], config["obs_dtype"], config["num_actions"],
                          config["batch_size"])
     if variant == "textbook-loop":

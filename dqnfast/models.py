@@ -52,13 +52,14 @@ class NatureDQN(nn.Module):
     are scaled to [0, 1] here, so callers pass raw batches and the scaling happens on
     the device the network runs on; floating-point input is taken as already scaled.
 
-    The convolutions run channels-last (weights and input): on the CPU (oneDNN) a
-    batch-32 update takes about 29 ms instead of 34-40 on one core, the backward pass
-    most of the gain (``benchmarks/RESULTS.md``). The values are the same computation;
-    only the memory order differs, so state dicts load either way.
+    With ``channels_last`` (default) the convolutions run channels-last, weights and
+    input: on the CPU (oneDNN) a batch-32 update is faster, the backward pass most of
+    the gain (``benchmarks/RESULTS.md``, group "update-atari-cnn"). The values are the
+    same computation; only the memory order differs, so state dicts load either way.
     """
 
-    def __init__(self, obs_shape: Sequence[int], num_actions: int, *, dueling: bool = False):
+    def __init__(self, obs_shape: Sequence[int], num_actions: int, *, dueling: bool = False,
+                 channels_last: bool = True):
         super().__init__()
         obs_shape = tuple(obs_shape)
         if len(obs_shape) != 3:
@@ -74,11 +75,12 @@ class NatureDQN(nn.Module):
         with torch.no_grad():
             num_features = self.features(torch.zeros(1, *obs_shape)).shape[1]
         self.head = _q_head(num_features, 512, num_actions, dueling)
-        self.to(memory_format=torch.channels_last)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         # Reordered while still uint8: a quarter of the bytes of the scaled copy.
-        obs = obs.contiguous(memory_format=torch.channels_last)
+        obs = obs.contiguous(memory_format=self.memory_format)
         if obs.dtype == torch.uint8:
             obs = obs.float().div_(255)  # in place: one new tensor instead of two
         return self.head(self.features(obs))

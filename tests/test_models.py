@@ -47,6 +47,24 @@ def test_nature_dqn_scales_uint8_input():
     assert not torch.allclose(from_uint8, net(frames.float()))
 
 
+def test_nature_dqn_layouts_compute_the_same_q_values_and_gradients():
+    """Channels-last (the default) and contiguous convolutions are one computation in
+    two memory orders: same values to float32 rounding, state dicts interchangeable."""
+    torch.manual_seed(0)
+    fast = NatureDQN((4, 84, 84), 6)
+    plain = NatureDQN((4, 84, 84), 6, channels_last=False)
+    plain.load_state_dict(fast.state_dict())
+    assert fast.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.features[0].weight.is_contiguous()
+    obs = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
+    q_fast, q_plain = fast(obs), plain(obs)
+    torch.testing.assert_close(q_fast, q_plain, rtol=1e-5, atol=1e-5)
+    q_fast.square().sum().backward()
+    q_plain.square().sum().backward()
+    for a, b in zip(fast.parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
+
+
 def test_nature_dqn_rejects_non_image_shapes():
     with pytest.raises(ValueError, match="channels, height, width"):
         NatureDQN((84, 84), num_actions=4)
