@@ -9,7 +9,8 @@ each with torch on 1 thread and on 2 ("-1t", "-2t"). Variants:
 
   dqnfast             ``dqn_loss`` (Huber), and ``dqnfast-double`` with Double DQN;
                       ``dqnfast-contiguous``: the CNN's convolutions in the contiguous
-                      (channels-first) layout instead of channels-last
+                      (channels-first) layout instead of channels-last;
+                      ``dqnfast-bf16``: ``--precision bfloat16`` (autocast)
   textbook-loop       the course notes' per-sample loop (``textbook_loss.per_sample_update``)
   chapter-calc-loss   the book chapter's vectorized ``calc_loss`` (MSE, numpy batch in)
   floor               forward + gather + backward + Adam: no target, no loss function
@@ -24,6 +25,7 @@ import torch
 
 from dqnfast.loss import dqn_loss
 from dqnfast.models import MLP, NatureDQN
+from dqnfast.update import autocast_of
 from textbook_loss import chapter_calc_loss, per_sample_update, to_numpy_batch, to_transitions
 
 GAMMA = 0.99
@@ -51,9 +53,11 @@ def random_batch(obs_shape, obs_dtype, num_actions, batch_size):
     return obs, action, reward, next_obs, terminated
 
 
-def dqnfast_step(double_dqn):
+def dqnfast_step(double_dqn, precision="float32"):
     def step(q_network, target_network, optimizer, batch):
-        loss = dqn_loss(q_network, target_network, *batch, gamma=GAMMA, double_dqn=double_dqn).loss
+        with autocast_of(precision, q_network):
+            loss = dqn_loss(q_network, target_network, *batch, gamma=GAMMA,
+                            double_dqn=double_dqn).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -87,6 +91,7 @@ VARIANTS = {
     "dqnfast": (dqnfast_step(double_dqn=False), lambda batch: batch),
     "dqnfast-double": (dqnfast_step(double_dqn=True), lambda batch: batch),
     "dqnfast-contiguous": (dqnfast_step(double_dqn=False), lambda batch: batch),
+    "dqnfast-bf16": (dqnfast_step(double_dqn=False, precision="bfloat16"), lambda batch: batch),
     "textbook-loop": (textbook_loop_step, lambda batch: to_transitions(*batch)),
     "chapter-calc-loss": (chapter_step, lambda batch: to_numpy_batch(*batch)),
     "floor": (floor_step(with_target=False), lambda batch: batch),

@@ -45,7 +45,7 @@ class Config:
     gradient_steps: int = 1  # updates each time
     target_update_interval: int = 1_000  # env steps between hard syncs (tau == 1)
     tau: float = 1.0  # 1: hard sync every target_update_interval; < 1: soft update after each update
-    precision: str = "float32"  # float32 | bfloat16 (autocast: convolutions and matmuls in bf16)
+    precision: str = "float32"  # float32 | bfloat16 (autocast: convolutions in bf16, the CNN's head float32)
     # -- exploration --
     epsilon_schedule: str = "linear"  # linear | exponential
     epsilon_start: float = 1.0

@@ -83,7 +83,15 @@ class NatureDQN(nn.Module):
         obs = obs.contiguous(memory_format=self.memory_format)
         if obs.dtype == torch.uint8:
             obs = obs.float().div_(255)  # in place: one new tensor instead of two
-        return self.head(self.features(obs))
+        features = self.features(obs)
+        device_type = features.device.type
+        if torch.is_autocast_enabled(device_type):
+            # The head in float32 under autocast: bfloat16 keeps 8 bits of mantissa, so
+            # Q-values near 1.6 would come in steps of about 0.008, a third of a typical
+            # TD error; the head is a sixth of the network's work.
+            with torch.autocast(device_type, enabled=False):
+                return self.head(features.float())
+        return self.head(features)
 
 
 class MLP(nn.Module):
