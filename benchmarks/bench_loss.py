@@ -2,7 +2,7 @@
 
     python -m pytest benchmarks/bench_loss.py --benchmark-only
 
-One update = loss, ``zero_grad``, backward, Adam step, on a fixed random batch.
+One update = loss, ``zero_grad``, backward, Adam step (fused), on a fixed random batch.
 Groups: "update-cartpole-mlp" (MLP 128-128, 2 actions, batch 128, float32 states)
 and "update-atari-cnn" (Nature CNN, 6 actions, batch 32, uint8 (4, 84, 84) frames),
 each with torch on 1 thread and on 2 ("-1t", "-2t"). Variants:
@@ -141,7 +141,8 @@ def test_update(benchmark, setting, variant, torch_threads):
 
     step, prepare = VARIANTS[variant]
     q_network, target_network = network, copy.deepcopy(network)
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=LEARNING_RATE)
+    # Fused, as dqnfast.train makes it (all parameters in one kernel).
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=LEARNING_RATE, fused=True)
     args = (q_network, target_network, optimizer, prepare(batch))
     if config["rounds"] is None:
         benchmark(step, *args)
