@@ -86,11 +86,14 @@ PRESETS = {
     #   cores, and on a busy machine a batch-32 update took 140-490 ms instead of 24-58;
     # - epsilon 1 -> 0.01 over 250k steps (Tianshou: 0.05 over 1M): Pong needs little
     #   exploration, and the training mean that decides "solved" is played with it.
-    # Measured (seed 1): the 100-episode mean stayed near -20.5 to 600k steps, then rose
-    # to -16.1 by 1.46M (81 min). Tried and dropped: 16 envs, a 200k buffer and bfloat16
-    # autocast (an update in 22 ms instead of 35, 340 env steps/s): still -20.6 at 1.24M
-    # steps (60 min); bfloat16 rounds Q-values near 1.6 to steps of about 0.008, a third
-    # of the typical TD error here, which may be why.
+    # Measured: the 100-episode mean stays near -20.5 for the first 450-600k steps
+    # (43-57k updates), then rises: seed 1 to -16.1 by 1.46M steps (81 min, a busy
+    # machine); seed 1 again, idle, with channels-last convolutions: -18.5 at 60 min
+    # (835k steps); seed 2: -19.5 at 75 min (889k). Tried and dropped: 16 envs, a 200k
+    # buffer and bfloat16 autocast (an update in 22 ms instead of 35, 340 env steps/s):
+    # still -20.6 at 1.24M steps (60 min); bfloat16 then also rounded the Q-values
+    # (steps of about 0.008 near 1.6, a third of a typical TD error), which the float32
+    # head of today's bfloat16 mode avoids.
     "pong": dict(env="Pong-v5", num_envs=10, env_options=dict(num_threads=1),
                  torch_threads=1, async_envs=True,
                  buffer_size=100_000, learning_starts=20_000, batch_size=32, n_step=3,

@@ -65,6 +65,25 @@ def test_nature_dqn_layouts_compute_the_same_q_values_and_gradients():
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
 
 
+def test_nature_dqn_under_bfloat16_autocast_keeps_its_head_in_float32():
+    """Convolutions in bfloat16, the fully connected head in float32: Q-values are
+    float32 sums, not bfloat16-rounded ones."""
+    torch.manual_seed(0)
+    net = NatureDQN((4, 84, 84), 6)
+    seen = {}
+    net.features.register_forward_hook(lambda module, args, out: seen.update(features=out.dtype))
+    net.head.register_forward_hook(lambda module, args, out: seen.update(head=out.dtype))
+    obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q = net(obs)
+    assert seen == {"features": torch.bfloat16, "head": torch.float32}
+    assert q.dtype == torch.float32
+    reference = net(obs)  # float32 throughout
+    assert seen == {"features": torch.float32, "head": torch.float32}
+    torch.testing.assert_close(q, reference, rtol=0.05, atol=0.02)
+    assert not torch.equal(q, q.to(torch.bfloat16).float())  # not rounded to bfloat16
+
+
 def test_nature_dqn_rejects_non_image_shapes():
     with pytest.raises(ValueError, match="channels, height, width"):
         NatureDQN((84, 84), num_actions=4)

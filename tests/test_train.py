@@ -257,11 +257,12 @@ def test_train_without_its_extra_names_the_extra(monkeypatch):
         train_module.main(["--env", "CartPole-v1"])
 
 
-def test_recorded_pong_model_loads_and_plays():
-    """The model of the recorded Pong run (benchmarks/recorded/pong) is the pong preset's
-    network, loads from its folder and plays whole games."""
-    recorded = Path(__file__).resolve().parent.parent / "benchmarks" / "recorded" / "pong"
+@pytest.mark.parametrize("run, seed", [("pong", 2), ("pong-seed1", 1)])
+def test_recorded_pong_model_loads_and_plays(run, seed):
+    """The models of the recorded Pong runs (benchmarks/recorded/) are the pong preset's
+    network, load from their folders and play whole games."""
+    recorded = Path(__file__).resolve().parent.parent / "benchmarks" / "recorded" / run
     _, config = load_model(recorded)
-    assert (config.preset, config.env) == ("pong", "Pong-v5")
+    assert (config.preset, config.env, config.seed) == ("pong", "Pong-v5", seed)
     played = evaluate(recorded, episodes=1, epsilon=0.01, seed=3)
     assert len(played.returns) == 1 and -21.0 <= played.returns[0] <= 21.0
