@@ -16,9 +16,12 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(dqnfast, m) {
   // Appends one transition to each environment named in env_ids (row i of the
   // inputs to environment env_ids[i]); see csrc/replay_layout.h. A call whose
-  // next_obs does not continue its obs writes nothing: on the CPU it raises; on the
-  // GPU, where raising would wait for the GPU, it adds 1 to `rejected_adds` (int64,
-  // one element) for the caller to read at its next synchronization. With priority
+  // next_obs does not continue its obs, or with an action outside [0, num_actions)
+  // (num_actions 0: only negative ones), a non-finite reward or a non-finite float
+  // observation, writes nothing: on the CPU it raises; on the GPU, where raising
+  // would wait for the GPU, it adds 1 to rejected_adds[0] and ORs the reasons'
+  // bits (kRejected* in csrc/replay_layout.h) into rejected_adds[1] (int64, two
+  // elements) for the caller to read at its next synchronization. With priority
   // storage (all four tensors or none; csrc/priority_tree.h) the new transitions
   // get (|new_priority| + priority_eps) ^ alpha, or the largest priority so far,
   // and the trees follow the transitions that became or stopped being sampleable.
@@ -29,12 +32,12 @@ TORCH_LIBRARY(dqnfast, m) {
       "Tensor(j!)? sum_tree, Tensor(k!)? min_tree, Tensor(l!)? max_priority, Tensor obs, "
       "Tensor next_obs, Tensor new_action, Tensor new_reward, Tensor new_terminated, "
       "Tensor new_truncated, Tensor env_ids, Tensor? new_priority, int frame_stack, "
-      "int n_step, float alpha, float priority_eps) -> ()");
+      "int n_step, float alpha, float priority_eps, int num_actions) -> ()");
   // Appends transitions whose stacks are read from one array of frames: row i has
   // obs chunk_frames[p : p+k] and next_obs chunk_frames[p+1 : p+k+1], p =
   // chunk_obs_pos[i] (int64, on the CPU, as env_ids), and goes to environment
   // env_ids[i]; rows are added in order, so one environment's rows follow its stream.
-  // Otherwise as replay_add (priorities, trees); host storage only.
+  // Otherwise as replay_add (checks, priorities, trees); host storage only.
   m.def(
       "replay_add_frames(Tensor(a!) frames, Tensor(b!) obs_pos, Tensor(c!) action, "
       "Tensor(d!) reward, Tensor(e!) terminated, Tensor(f!) truncated, "
@@ -42,7 +45,7 @@ TORCH_LIBRARY(dqnfast, m) {
       "Tensor(k!)? min_tree, Tensor(l!)? max_priority, Tensor chunk_frames, "
       "Tensor chunk_obs_pos, Tensor new_action, Tensor new_reward, Tensor new_terminated, "
       "Tensor new_truncated, Tensor env_ids, Tensor? new_priority, int frame_stack, "
-      "int n_step, float alpha, float priority_eps) -> ()");
+      "int n_step, float alpha, float priority_eps, int num_actions) -> ()");
   // Gathers the n-step transitions picked by `random_bits` into the out tensors:
   // uniformly over the sampleable transitions, or with the trees stratified by
   // priority (importance weights with exponent beta, a float64 tensor of one element

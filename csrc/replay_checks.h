@@ -3,6 +3,7 @@
 // the buffer unchanged. User-facing mistakes raise ValueError / TypeError.
 #pragma once
 
+#include <ATen/Dispatch.h>
 #include <torch/types.h>
 
 #include <cmath>
@@ -67,11 +68,13 @@ inline void check_storage(const at::Tensor& frames, const at::Tensor& obs_pos,
               counters.sizes());
 }
 
-// The count of calls replay_add rejected on the GPU (see csrc/ops.cpp).
+// The count of calls replay_add rejected on the GPU and the bits of why (see
+// csrc/ops.cpp).
 inline void check_rejected_adds(const at::Tensor& rejected_adds, const at::Tensor& frames) {
-  TORCH_CHECK(rejected_adds.scalar_type() == at::kLong && rejected_adds.numel() == 1 &&
-                  rejected_adds.device() == frames.device(),
-              "replay storage: expected one int64 rejected_adds on ", frames.device(), ", got ",
+  TORCH_CHECK(rejected_adds.scalar_type() == at::kLong && rejected_adds.numel() == 2 &&
+                  rejected_adds.is_contiguous() && rejected_adds.device() == frames.device(),
+              "replay storage: expected two int64 rejected_adds (count, reasons) on ",
+              frames.device(), ", got ",
               rejected_adds.scalar_type(), " ", rejected_adds.sizes(), " on ",
               rejected_adds.device());
 }
@@ -217,6 +220,37 @@ inline void check_sample_outputs(const at::Tensor& frames, const at::Tensor& ran
                       "] on ", frames.device(), ", got ", dtype_name(f.tensor->scalar_type()), " ",
                       f.tensor->sizes(), " on ", f.tensor->device());
   }
+}
+
+// The values of the rows an add takes, read on the host (CPU storage): actions in
+// [0, num_actions) (num_actions 0: no upper bound is known) and finite rewards.
+inline void check_row_values(const int64_t* action, const float* reward, int64_t rows,
+                             int64_t num_actions) {
+  TORCH_CHECK_VALUE(num_actions >= 0, "num_actions must be at least 0 (0: unknown), got ",
+                    num_actions);
+  for (int64_t i = 0; i < rows; ++i) {
+    TORCH_CHECK_VALUE(action[i] >= 0 && (num_actions == 0 || action[i] < num_actions),
+                      "actions must lie in [0, ",
+                      num_actions == 0 ? std::string("inf") : std::to_string(num_actions),
+                      "), got ", action[i], " at row ", i);
+    TORCH_CHECK_VALUE(std::isfinite(reward[i]), "rewards must be finite, got ", reward[i],
+                      " at row ", i);
+  }
+}
+
+// Observations of a floating dtype must be finite (integer frames always are).
+inline void check_finite_observations(const at::Tensor& observations, const char* name) {
+  if (!at::isFloatingType(observations.scalar_type()) || observations.numel() == 0) return;
+  const at::Tensor values = observations.contiguous();
+  const int64_t row_size = values.numel() / values.size(0);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, values.scalar_type(),
+                                  "check_finite_observations", [&] {
+    const scalar_t* data = values.data_ptr<scalar_t>();
+    for (int64_t i = 0; i < values.numel(); ++i)
+      TORCH_CHECK_VALUE(std::isfinite(static_cast<double>(data[i])), name,
+                        " must be finite, got ", static_cast<double>(data[i]), " in row ",
+                        i / row_size);
+  });
 }
 
 // The return and priority settings every op that reads them checks alike.

@@ -41,6 +41,14 @@ enum Counter : int64_t {
   kNumCounters = 5,
 };
 
+// Why the GPU rejected an add: bits ORed into rejected_adds[1] (the CPU raises instead).
+enum RejectedReason : int64_t {
+  kRejectedShift = 1,        // next_obs[:-1] differs from obs[1:]
+  kRejectedAction = 2,       // an action outside [0, num_actions)
+  kRejectedReward = 4,       // a non-finite reward
+  kRejectedObservation = 8,  // a non-finite float observation
+};
+
 // Double arithmetic rounded alike on both sides: nvcc would otherwise contract
 // a * b + c into one fused multiply-add (the CPU build passes -ffp-contract=off).
 DQNFAST_HOST_DEVICE inline double mul_rn(double a, double b) {

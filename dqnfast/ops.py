@@ -20,31 +20,42 @@ _replay_add_frames = torch.ops.dqnfast.replay_add_frames.default
 _replay_sample = torch.ops.dqnfast.replay_sample.default
 _replay_update_priorities = torch.ops.dqnfast.replay_update_priorities.default
 
+# The bits of rejected_adds[1]: why the GPU rejected an add (csrc/replay_layout.h).
+REJECTED_REASONS = {
+    1: "a next_obs that does not continue its obs (next_obs[:, :-1] must equal obs[:, 1:])",
+    2: "an action outside [0, num_actions)",
+    4: "a non-finite reward",
+    8: "a non-finite observation",
+}
+
 
 def replay_add(storage: dict, rejected_adds: torch.Tensor, obs: torch.Tensor,
                next_obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
                terminated: torch.Tensor, truncated: torch.Tensor, env_ids: torch.Tensor,
                priority: Optional[torch.Tensor], frame_stack: int, n_step: int, alpha: float,
-               priority_eps: float) -> None:
+               priority_eps: float, num_actions: int) -> None:
     """Appends row i of the inputs to environment ``env_ids[i]`` of the replay
     storage (in place); a prioritized storage gives the new transitions
-    ``priority`` (raw, one per row) or, if None, the largest priority so far. On the
-    GPU a call whose ``next_obs`` does not continue its ``obs`` writes nothing and
-    adds 1 to ``rejected_adds`` (one int64 on the storage's device) instead of
-    raising; on the CPU it raises."""
+    ``priority`` (raw, one per row) or, if None, the largest priority so far. A call
+    whose ``next_obs`` does not continue its ``obs``, or with an action outside
+    ``[0, num_actions)`` (``num_actions`` 0: negative ones only), a non-finite reward
+    or a non-finite float observation writes nothing: on the CPU it raises; on the
+    GPU it adds 1 to ``rejected_adds[0]`` and ORs the reasons' bits
+    (``REJECTED_REASONS``) into ``rejected_adds[1]`` (two int64 on the storage's
+    device) instead."""
     _replay_add(
         storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
         storage["terminated"], storage["truncated"], storage["counters"], rejected_adds,
         storage.get("priority"), storage.get("sum_tree"), storage.get("min_tree"),
         storage.get("max_priority"), obs, next_obs, action, reward, terminated, truncated,
-        env_ids, priority, frame_stack, n_step, alpha, priority_eps)
+        env_ids, priority, frame_stack, n_step, alpha, priority_eps, num_actions)
 
 
 def replay_add_frames(storage: dict, frames: torch.Tensor, obs_pos: torch.Tensor,
                       action: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor,
                       truncated: torch.Tensor, env_ids: torch.Tensor,
                       priority: Optional[torch.Tensor], frame_stack: int, n_step: int,
-                      alpha: float, priority_eps: float) -> None:
+                      alpha: float, priority_eps: float, num_actions: int) -> None:
     """Appends, in order, transition i with obs ``frames[p : p+k]`` and next_obs
     ``frames[p+1 : p+k+1]`` (``p = obs_pos[i]``) to environment ``env_ids[i]`` of a
     host replay storage (in place); otherwise as ``replay_add``."""
@@ -53,7 +64,7 @@ def replay_add_frames(storage: dict, frames: torch.Tensor, obs_pos: torch.Tensor
         storage["terminated"], storage["truncated"], storage["counters"],
         storage.get("priority"), storage.get("sum_tree"), storage.get("min_tree"),
         storage.get("max_priority"), frames, obs_pos, action, reward, terminated, truncated,
-        env_ids, priority, frame_stack, n_step, alpha, priority_eps)
+        env_ids, priority, frame_stack, n_step, alpha, priority_eps, num_actions)
 
 
 def replay_sample(storage: dict, random_bits: torch.Tensor, frame_stack: int, n_step: int,
@@ -82,7 +93,7 @@ def replay_update_priorities(storage: dict, index: torch.Tensor, priority: torch
 def _replay_add_fake(frames, obs_pos, action, reward, terminated, truncated, counters,
                      rejected_adds, priority, sum_tree, min_tree, max_priority, obs, next_obs,
                      new_action, new_reward, new_terminated, new_truncated, env_ids,
-                     new_priority, frame_stack, n_step, alpha, priority_eps):
+                     new_priority, frame_stack, n_step, alpha, priority_eps, num_actions):
     return None
 
 
@@ -91,7 +102,7 @@ def _replay_add_frames_fake(frames, obs_pos, action, reward, terminated, truncat
                             priority, sum_tree, min_tree, max_priority, chunk_frames,
                             chunk_obs_pos, new_action, new_reward, new_terminated,
                             new_truncated, env_ids, new_priority, frame_stack, n_step, alpha,
-                            priority_eps):
+                            priority_eps, num_actions):
     return None
 
 

@@ -113,6 +113,11 @@ class ReplayBuffer:
     A returned ``Batch`` is valid until the next ``sample`` call with the same batch
     size; ``clone()`` what must outlive it.
 
+    Values. Actions are ints in ``[0, num_actions)`` (``num_actions=None``: any
+    non-negative int), taken by value from any integer dtype; rewards and float
+    observations must be finite. ``add`` and ``add_frames`` refuse anything else with
+    ValueError and store nothing.
+
     Threads. ``add``, ``sample`` and ``update_priorities`` hold one lock while they
     touch the storage, so an acting thread may add while a learning thread samples.
     """
@@ -123,11 +128,14 @@ class ReplayBuffer:
                  frame_capacity: Optional[int] = None,
                  storage_device: Union[str, torch.device] = "cpu", n_step: int = 1,
                  gamma: float = 0.99, prioritized: bool = False, alpha: float = 0.6,
-                 beta: float = 0.4, priority_eps: float = 1e-6):
+                 beta: float = 0.4, priority_eps: float = 1e-6,
+                 num_actions: Optional[int] = None):
         require_int("num_envs", num_envs, minimum=1)
         require_int("frame_stack", frame_stack, minimum=1)
         require_int("capacity", capacity, minimum=num_envs)
         require_int("n_step", n_step, minimum=1)
+        if num_actions is not None:
+            require_int("num_actions", num_actions, minimum=1)
         obs_shape = tuple(obs_shape)
         if not obs_shape or not all(isinstance(d, int) and d > 0 for d in obs_shape):
             raise ValueError(f"obs_shape must be a non-empty tuple of positive ints, got {obs_shape}")
@@ -160,6 +168,8 @@ class ReplayBuffer:
         self.obs_dtype = obs_dtype
         self.n_step = n_step
         self.prioritized = prioritized
+        self.num_actions = num_actions
+        self._op_num_actions = num_actions or 0  # the ops' spelling of "no bound known"
         frame_shape = obs_shape[1:] if frame_stack > 1 else obs_shape
         if frame_capacity is None:
             frame_bytes = math.prod(frame_shape) * obs_dtype.itemsize
@@ -199,8 +209,8 @@ class ReplayBuffer:
         # Host storage: len() reads the counters through numpy, without torch overhead.
         self._counters_view = (self._storage["counters"].numpy()
                                if self.storage_device.type == "cpu" else None)
-        # Adds the GPU rejected, read by len() (see add).
-        self._rejected_adds = torch.zeros(1, dtype=torch.int64, device=self.storage_device)
+        # Adds the GPU rejected and the bits of why, read by len() (see add).
+        self._rejected_adds = torch.zeros(2, dtype=torch.int64, device=self.storage_device)
         self._all_env_ids = torch.arange(num_envs)
         self._host_storage = self.storage_device.type == "cpu"
         self._np_obs_dtype = numpy_dtype(obs_dtype)
@@ -234,9 +244,10 @@ class ReplayBuffer:
         an actor's |TD error|) replaces the largest priority so far as the new
         transitions' priority.
 
-        A call whose ``next_obs[:, :-1]`` is not ``obs[:, 1:]`` raises ValueError and
+        A call whose ``next_obs[:, :-1]`` is not ``obs[:, 1:]``, or with a value the
+        buffer refuses (see Values in the class docstring), raises ValueError and
         stores nothing. With GPU storage, ``add`` never waits for the GPU (acting
-        overlaps a queued update), so where the check happens depends on the inputs:
+        overlaps a queued update), so where the checks happen depends on the inputs:
         host inputs (numpy arrays, CPU tensors) are checked on the host before the
         upload and raise here; for CUDA tensors the GPU checks, the call stores
         nothing, and the ValueError comes from the next call that waits for the GPU
@@ -244,11 +255,12 @@ class ReplayBuffer:
         """
         obs = self._input(obs, "obs", self._np_obs_dtype, upload=False)
         next_obs = self._input(next_obs, "next_obs", self._np_obs_dtype, upload=False)
-        if not self._host_storage and not (obs.is_cuda or next_obs.is_cuda):
-            _check_continues(obs, next_obs, self.frame_stack)
-        obs, next_obs = to_device(obs, self.storage_device), to_device(next_obs, self.storage_device)
-        action = self._input(action, "action", NP_INT64, as_int64)
-        reward = self._input(reward, "reward", NP_FLOAT32, as_float32)
+        action = self._input(action, "action", NP_INT64, as_int64, upload=False)
+        reward = self._input(reward, "reward", NP_FLOAT32, as_float32, upload=False)
+        if not self._host_storage:  # host storage: the op checks, before it writes
+            _check_host_rows(obs, next_obs, action, reward, self.frame_stack, self.num_actions)
+        obs, next_obs, action, reward = (to_device(t, self.storage_device)
+                                         for t in (obs, next_obs, action, reward))
         terminated = self._input(terminated, "terminated", NP_BOOL, as_flags)
         truncated = self._input(truncated, "truncated", NP_BOOL, as_flags)
         if env_ids is None:
@@ -265,7 +277,7 @@ class ReplayBuffer:
         with self._lock:
             ops.replay_add(self._storage, self._rejected_adds, obs, next_obs, action, reward,
                            terminated, truncated, env_ids, priority, self.frame_stack,
-                           self.n_step, self.alpha, self.priority_eps)
+                           self.n_step, self.alpha, self.priority_eps, self._op_num_actions)
 
     def add_frames(self, frames: ArrayLike, obs_pos: ArrayLike, action: ArrayLike,
                    reward: ArrayLike, terminated: ArrayLike, truncated: ArrayLike, *,
@@ -280,7 +292,8 @@ class ReplayBuffer:
         the other arguments have one entry per row, as in ``add``. Rows are added in
         order, so one environment's rows follow its stream: the same as one ``add`` per
         row, in one call and without building the stacks. A call with an ``obs_pos``
-        or ``env_ids`` entry out of range raises ValueError and stores nothing.
+        or ``env_ids`` entry out of range, or a value the buffer refuses, raises
+        ValueError and stores nothing.
         Host storage only (a learner keeps such a buffer in host memory and samples
         into pinned batches for its GPU).
         """
@@ -301,7 +314,8 @@ class ReplayBuffer:
             priority = as_floats(as_tensor(priority, "priority"), "priority")
         with self._lock:
             ops.replay_add_frames(self._storage, *tensors, priority, self.frame_stack,
-                                  self.n_step, self.alpha, self.priority_eps)
+                                  self.n_step, self.alpha, self.priority_eps,
+                                  self._op_num_actions)
 
     def _input(self, value: ArrayLike, name: str, np_dtype, convert=None, *,
                upload: bool = True) -> torch.Tensor:
@@ -332,19 +346,20 @@ class ReplayBuffer:
 
     def _device_counters(self) -> np.ndarray:
         """The counters of GPU storage, read in one copy with the count of adds the GPU
-        rejected since the last read; raises ValueError if there were any."""
+        rejected since the last read (and why); raises ValueError if there were any."""
         counters = self._storage["counters"]
         state = torch.cat([counters.flatten(), self._rejected_adds]).cpu().numpy()
-        rejected = int(state[-1])
+        rejected, reasons = int(state[-2]), int(state[-1])
         if rejected:
-            # Subtracted rather than zeroed: an add queued since the read keeps its count.
-            self._rejected_adds.sub_(rejected)
+            # Taken off rather than zeroed: an add queued since the read keeps its count.
+            self._rejected_adds[0].sub_(rejected)
+            self._rejected_adds[1].bitwise_and_(~reasons)
+            found = "; ".join(text for bit, text in ops.REJECTED_REASONS.items() if reasons & bit)
             raise ValueError(
-                f"{rejected} earlier add call(s) with CUDA tensors stored nothing: their "
-                f"next_obs did not continue their obs (with frame_stack={self.frame_stack}, "
-                "next_obs[:, :-1] must equal obs[:, 1:]); the GPU found it, so it is "
-                "reported at this call, the first since to wait for the GPU")
-        return state[:-1].reshape(counters.shape)
+                f"{rejected} earlier add call(s) with CUDA tensors stored nothing: they held "
+                f"{found}; the GPU found it, so it is reported at this call, the first since "
+                "to wait for the GPU")
+        return state[:-2].reshape(counters.shape)
 
     def sample(self, batch_size: int) -> Batch:
         """Samples ``batch_size`` sampleable transitions (with replacement): uniformly,
@@ -475,9 +490,12 @@ class ReplayBuffer:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"expected a ReplayBuffer state_dict with keys config, storage, "
                              f"generator; got {got}")
-        if state["config"] != self._config():
-            raise ValueError(f"state_dict is of a buffer configured as {state['config']}, "
-                             f"this buffer is {self._config()}")
+        theirs, mine = state["config"], self._config()
+        if theirs != mine:
+            differing = ", ".join(f"{name}={theirs.get(name)!r} (this buffer: {mine.get(name)!r})"
+                                  for name in sorted(set(theirs) | set(mine))
+                                  if theirs.get(name) != mine.get(name))
+            raise ValueError(f"state_dict is of a buffer configured otherwise: {differing}")
         storage = state["storage"]
         if not isinstance(storage, dict) or set(storage) != set(self._storage):
             raise ValueError(f"state_dict storage must hold {sorted(self._storage)}")
@@ -511,7 +529,7 @@ class ReplayBuffer:
         # lock and the cached output tensors are rebuilt, not copied.
         with self._lock:
             return {"device": str(self.device), "storage_device": str(self.storage_device),
-                    "beta": self.beta, **self.state_dict()}
+                    "beta": self.beta, "num_actions": self.num_actions, **self.state_dict()}
 
     def __setstate__(self, state: dict) -> None:
         config = state["config"]
@@ -522,7 +540,7 @@ class ReplayBuffer:
                       storage_device=state["storage_device"], n_step=config["n_step"],
                       gamma=config["gamma"], prioritized=config["prioritized"],
                       alpha=config["alpha"], beta=state["beta"],
-                      priority_eps=config["priority_eps"])
+                      priority_eps=config["priority_eps"], num_actions=state["num_actions"])
         self.load_state_dict({k: state[k] for k in ("config", "storage", "generator")})
 
     @property
@@ -553,6 +571,39 @@ def _checked_device(device, name: str) -> torch.device:
 
 def _has_cuda_kernels() -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key("dqnfast::replay_add", "CUDA")
+
+
+def _check_host_rows(obs: torch.Tensor, next_obs: torch.Tensor, action: torch.Tensor,
+                     reward: torch.Tensor, frame_stack: int, num_actions: Optional[int]) -> None:
+    """The compiled add's checks, done on whichever inputs are on the host before they
+    go to GPU storage (the GPU checks CUDA inputs itself), with the op's messages:
+    each row's next_obs[:-1] equals its obs[1:] byte for byte, actions lie in [0,
+    num_actions), rewards and float observations are finite. Inputs of the wrong
+    shape or dtype are left to the op to report."""
+    if not (obs.is_cuda or next_obs.is_cuda):
+        _check_continues(obs, next_obs, frame_stack)
+    for name, values in (("obs", obs), ("next_obs", next_obs)):
+        if not values.is_cuda and values.dtype.is_floating_point and values.dim() >= 1:
+            finite = torch.isfinite(values.reshape(len(values), -1))
+            if not finite.all():
+                row = int((~finite).any(dim=1).nonzero()[0])
+                value = values.reshape(len(values), -1)[row][~finite[row]][0].item()
+                raise ValueError(f"{name} must be finite, got {value} in row {row}")
+    if not action.is_cuda:
+        actions = action.flatten()
+        bad = actions < 0
+        if num_actions is not None:
+            bad |= actions >= num_actions
+        if bad.any():
+            row = int(bad.nonzero()[0])
+            raise ValueError(f"actions must lie in [0, {num_actions or 'inf'}), got "
+                             f"{int(actions[row])} at row {row}")
+    if not reward.is_cuda:
+        rewards = reward.flatten()
+        bad = ~torch.isfinite(rewards)
+        if bad.any():
+            row = int(bad.nonzero()[0])
+            raise ValueError(f"rewards must be finite, got {rewards[row].item()} at row {row}")
 
 
 def _check_continues(obs: torch.Tensor, next_obs: torch.Tensor, frame_stack: int) -> None:

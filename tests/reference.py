@@ -197,9 +197,9 @@ def replay_op_args(rb, streams, batch_size, device="cpu"):
     priority = torch.rand(2, device=device) if rb.prioritized else None
     add = (storage["frames"], storage["obs_pos"], storage["action"], storage["reward"],
            storage["terminated"], storage["truncated"], storage["counters"],
-           torch.zeros(1, dtype=torch.int64, device=device), *trees, obs, next_obs,
+           torch.zeros(2, dtype=torch.int64, device=device), *trees, obs, next_obs,
            action.long(), reward.float(), terminated, truncated, torch.tensor([1, 0]),
-           priority, rb.frame_stack, rb.n_step, rb.alpha, rb.priority_eps)
+           priority, rb.frame_stack, rb.n_step, rb.alpha, rb.priority_eps, 6)
     batch = rb.sample(batch_size)
     out = [torch.empty_like(getattr(batch, name)) for name in
            ("obs", "next_obs", "action", "reward", "terminated", "discount", "index", "weight")]
@@ -217,7 +217,7 @@ def replay_op_args(rb, streams, batch_size, device="cpu"):
             *add[:7], *trees, chunk, torch.tensor([0]), action[:1].long(), reward[:1].float(),
             terminated[:1], truncated[:1], torch.tensor([1]),
             None if priority is None else priority[:1], rb.frame_stack, rb.n_step, rb.alpha,
-            rb.priority_eps)
+            rb.priority_eps, 6)
     if rb.prioritized:
         ops[torch.ops.dqnfast.replay_update_priorities.default] = (
             *trees, storage["counters"], batch.index.clone(), torch.rand(batch_size, device=device),

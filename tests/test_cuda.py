@@ -76,7 +76,8 @@ def test_gpu_storage_equals_cpu_storage(frame_stack, frame_shape, n_step, priori
         for rb in (cpu, gpu):
             rb.add(obs[ids], action[ids], reward[ids], next_obs[ids], terminated[ids],
                    truncated[ids], env_ids=ids, priority=given)
-        if prioritized and step % 10 == 9:
+        # Once 16 can be sampled (n_step=5 holds back up to 4 transitions per env).
+        if prioritized and step % 10 == 9 and len(cpu) >= 16:
             # Duplicates included: the largest wins on both.
             index = cpu.sample(16).index.clone()
             index[8:] = index[:8]
@@ -247,6 +248,53 @@ def test_bad_add_of_cuda_tensors_stores_nothing_and_is_reported_at_len():
         cpu.add(*step)
     for name, tensor in cpu.state_dict()["storage"].items():
         assert torch.equal(rb.state_dict()["storage"][name].cpu(), tensor), name
+
+
+@pytest.mark.parametrize("field,corrupt,message,reason", [
+    ("reward", lambda x: np.array([0.0, np.nan], np.float32), "rewards must be finite, got nan",
+     "a non-finite reward"),
+    ("action", lambda x: np.array([0, 6]), r"actions must lie in \[0, 6\), got 6",
+     r"an action outside \[0, num_actions\)"),
+    ("action", lambda x: np.array([-1, 0], np.int8), r"actions must lie in \[0, 6\), got -1",
+     r"an action outside \[0, num_actions\)"),
+    ("next_obs", lambda x: 255 - x, "does not continue its obs", "does not continue its obs"),
+])
+@pytest.mark.parametrize("inputs", ["numpy", "cuda"])
+def test_bad_values_on_gpu_storage_store_nothing(field, corrupt, message, reason, inputs):
+    """Host inputs are refused at once, CUDA inputs by the GPU, reported (with why) at
+    the next call that waits for the GPU; either way nothing is stored."""
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, storage_device="cuda",
+                              device="cuda", seed=0, num_actions=6)
+    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8)
+    for _ in range(5):
+        rb.add(*streams.step())
+    before = {n: t.clone() for n, t in rb.state_dict()["storage"].items()}
+    step = dict(zip(("obs", "action", "reward", "next_obs", "terminated", "truncated"),
+                    streams.step()))
+    step[field] = corrupt(step[field])
+    if inputs == "numpy":
+        with pytest.raises(ValueError, match=message):
+            rb.add(**step)
+    else:
+        rb.add(**{name: torch.as_tensor(x).cuda() for name, x in step.items()})
+        with pytest.raises(ValueError, match=f"1 earlier add call.*held {reason}"):
+            len(rb)
+    for name, tensor in rb.state_dict()["storage"].items():
+        assert torch.equal(tensor, before[name]), name
+    assert len(rb) == 10
+
+
+def test_non_finite_float_observations_in_cuda_tensors_are_rejected_on_the_gpu():
+    rb = dqnfast.ReplayBuffer(16, (3,), num_envs=2, obs_dtype=torch.float32, storage_device="cuda",
+                              device="cuda")
+    obs = torch.zeros(2, 3, device="cuda")
+    next_obs = obs + 1
+    next_obs[1, 2] = float("inf")
+    zeros = torch.zeros(2, dtype=torch.int64, device="cuda")
+    rb.add(obs, zeros, zeros.float(), next_obs, zeros.bool(), zeros.bool())
+    with pytest.raises(ValueError, match="held a non-finite observation"):
+        len(rb)
+    assert len(rb) == 0
 
 
 @pytest.mark.parametrize("inputs", ["numpy", "cuda"])

@@ -266,7 +266,7 @@ def test_state_dict_round_trips_trees_and_largest_priority(tmp_path):
     assert_unchanged(clone, snapshot(rb))
     other = dqnfast.ReplayBuffer(rb.capacity, rb.obs_shape, num_envs=rb.num_envs, frame_stack=4,
                                  n_step=2, prioritized=True)
-    with pytest.raises(ValueError, match="configured as"):
+    with pytest.raises(ValueError, match=r"configured otherwise: n_step=3 \(this buffer: 2\)$"):
         other.load_state_dict(rb.state_dict())
 
 

@@ -189,6 +189,13 @@ BAD_ADDS = [
     ("env_ids", lambda s: np.array([0, 2]), ValueError, r"env_ids must lie in \[0, 2\), got 2"),
     ("env_ids", lambda s: np.array([0.0, 1.0]), TypeError, "expected env_ids of an integer dtype"),
     ("env_ids", lambda s: np.array([1]), ValueError, r"expected obs of shape \[1, 4, 6, 6\]"),
+    ("reward", lambda s: np.array([1.0, np.nan], np.float32), ValueError,
+     "rewards must be finite, got nan at row 1"),
+    ("reward", lambda s: np.array([np.inf, 0.0]), ValueError, "rewards must be finite, got inf at row 0"),
+    ("reward", lambda s: np.array([0.0, -np.inf]), ValueError, "rewards must be finite, got -inf at row 1"),
+    ("action", lambda s: np.array([0, -1]), ValueError, r"actions must lie in \[0, inf\), got -1 at row 1"),
+    # A narrower integer dtype is taken by value: int8 -1 is -1, never 255.
+    ("action", lambda s: np.array([-1, 0], np.int8), ValueError, r"got -1 at row 0"),
 ]
 
 
@@ -229,6 +236,9 @@ BAD_ADD_FRAMES = [
     ("reward", lambda c: c["reward"][:1], ValueError, r"expected reward of shape \[3\]"),
     ("priority", lambda c: np.ones(3, np.float32), ValueError,
      r"add_frames\(priority=...\) needs a prioritized buffer"),
+    ("reward", lambda c: np.array([0.0, 0.0, np.nan], np.float32), ValueError,
+     "rewards must be finite, got nan at row 2"),
+    ("action", lambda c: np.array([0, -3, 0]), ValueError, r"actions must lie in \[0, inf\), got -3"),
 ]
 
 
@@ -241,6 +251,97 @@ def test_bad_add_frames_is_rejected_and_changes_nothing(atari_rb, field, corrupt
     with pytest.raises(error, match=message):
         rb.add_frames(**chunk)
     assert_unchanged(rb, before)
+
+
+def test_actions_out_of_range_are_refused_where_the_buffer_knows_the_count():
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, seed=0, num_actions=6)
+    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8, end_prob=0.2)
+    for _ in range(5):
+        rb.add(*streams.step())
+    for bad in (np.array([0, 6]), np.array([300, 0]), np.array([2**40, 0]),
+                np.array([255, 0], np.uint8), torch.tensor([0, -1], dtype=torch.int16)):
+        step = good_step(streams)
+        step["action"] = bad
+        before = snapshot(rb)
+        with pytest.raises(ValueError, match=r"actions must lie in \[0, 6\), got -?\d+ at row"):
+            rb.add(**step)
+        assert_unchanged(rb, before)
+    chunk, _ = chunk_of(streams)
+    chunk["action"] = np.array([1, 2, 6])
+    before = snapshot(rb)
+    with pytest.raises(ValueError, match=r"actions must lie in \[0, 6\), got 6 at row 2"):
+        rb.add_frames(**chunk)
+    assert_unchanged(rb, before)
+    assert pickle.loads(pickle.dumps(rb)).num_actions == 6
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32])
+def test_narrow_integer_actions_are_stored_by_value(dtype):
+    rb = dqnfast.ReplayBuffer(8, (3,), obs_dtype=torch.float32, num_actions=200)
+    top = np.iinfo(dtype).max if np.iinfo(dtype).max < 200 else 199
+    rb.add(np.zeros((1, 3), np.float32), np.array([top], dtype), [1.0], np.ones((1, 3), np.float32),
+           [True], [False])
+    assert rb.sample(1).action.item() == top
+
+
+@pytest.mark.parametrize("frame_stack", [1, 4])
+def test_non_finite_float_observations_are_refused(frame_stack):
+    shape = (frame_stack, 3) if frame_stack > 1 else (3,)
+    rb = dqnfast.ReplayBuffer(16, shape, num_envs=2, frame_stack=frame_stack,
+                              obs_dtype=torch.float32)
+
+    def step_from(obs):
+        return obs, (np.concatenate([obs[:, 1:], obs[:, :1] + 100], 1) if frame_stack > 1
+                     else obs + 1)
+
+    obs, next_obs = step_from(np.arange(2 * np.prod(shape), dtype=np.float32).reshape(2, *shape))
+    rb.add(obs, [0, 1], [0.0, 0.0], next_obs, [False, False], [False, False])
+    # The oldest frame of obs and the newest of next_obs: values the shift check
+    # does not compare.
+    where = {"obs": (0,) * (len(shape) - 1), "next_obs": (-1,) * (len(shape) - 1)}
+    for field, row, value in (("obs", 1, np.nan), ("next_obs", 0, np.inf), ("next_obs", 1, -np.inf)):
+        step = dict(zip(("obs", "next_obs"), step_from(next_obs.copy())))
+        step[field][(row, *where[field], -1)] = value
+        before = snapshot(rb)
+        with pytest.raises(ValueError, match=f"{field} must be finite, got {value} in row {row}"):
+            rb.add(step["obs"], [0, 1], [0.0, 0.0], step["next_obs"], [False, False],
+                   [False, False])
+        assert_unchanged(rb, before)
+    frames = np.zeros((3, 3), np.float32)
+    frames[2, 1] = np.nan
+    with pytest.raises(ValueError, match="frames must be finite, got nan in row 2"):
+        dqnfast.ReplayBuffer(16, (3,), obs_dtype=torch.float32).add_frames(
+            frames, [0], [0], [0.0], [False], [False], env_ids=[0])
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("reward", np.array([0.0, np.nan], np.float32), "rewards must be finite, got nan at row 1"),
+    ("action", np.array([3, 0]), r"actions must lie in \[0, 3\), got 3 at row 0"),
+    ("action", np.array([0, -1], np.int8), r"actions must lie in \[0, 3\), got -1 at row 1"),
+    ("obs", None, "obs must be finite, got nan in row 0"),
+])
+def test_host_checks_before_a_gpu_upload_say_what_the_op_says(field, value, message):
+    """GPU storage checks host inputs on the host (no waiting for the GPU afterwards):
+    the same refusals, in the words of the op that host storage runs."""
+    from dqnfast.replay_buffer import _check_host_rows
+    from dqnfast._replay_inputs import as_float32, as_int64
+    obs = np.zeros((2, 4, 3), np.float32)
+    step = dict(obs=obs, next_obs=obs.copy(), action=np.array([0, 1]),
+                reward=np.zeros(2, np.float32))
+    if field == "obs":
+        step["obs"] = obs.copy()
+        step["obs"][0, 0, 0] = np.nan
+    else:
+        step[field] = value
+    rb = dqnfast.ReplayBuffer(16, (4, 3), num_envs=2, frame_stack=4, obs_dtype=torch.float32,
+                              num_actions=3)
+    with pytest.raises(ValueError, match=message):
+        rb.add(step["obs"], step["action"], step["reward"], step["next_obs"], [False] * 2,
+               [False] * 2)
+    with pytest.raises(ValueError, match=message):
+        _check_host_rows(torch.from_numpy(step["obs"]), torch.from_numpy(step["next_obs"]),
+                         as_int64(torch.from_numpy(step["action"]), "action"),
+                         as_float32(torch.from_numpy(step["reward"]), "reward"), 4, 3)
 
 
 @pytest.mark.parametrize("batch_size,error,message", [
@@ -381,7 +482,8 @@ def test_load_state_dict_rejects_other_configs(atari_rb):
     rb, _ = atari_rb
     other = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=1, frame_stack=4)
     before = snapshot(other)
-    with pytest.raises(ValueError, match="configured as"):
+    # Only the settings that differ are named.
+    with pytest.raises(ValueError, match=r"configured otherwise: num_envs=2 \(this buffer: 1\)$"):
         other.load_state_dict(rb.state_dict())
     with pytest.raises(ValueError, match="expected a ReplayBuffer state_dict"):
         other.load_state_dict({"frames": 1})

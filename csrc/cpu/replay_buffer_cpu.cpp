@@ -148,7 +148,7 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
                     const at::Tensor& new_reward_in, const at::Tensor& new_terminated_in,
                     const at::Tensor& new_truncated_in, const at::Tensor& env_ids_in,
                     const std::optional<at::Tensor>& new_priority_in, int64_t k,
-                    int64_t n_step, double alpha, double priority_eps) {
+                    int64_t n_step, double alpha, double priority_eps, int64_t num_actions) {
   check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
   check_rejected_adds(rejected_adds, frames);  // unused here: the CPU raises at once
   check_add_inputs(frames, obs_in, next_obs_in, new_action_in, new_reward_in,
@@ -179,6 +179,10 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
                       " does not continue its obs: with frame_stack=", k,
                       ", next_obs[:-1] must equal obs[1:]");
   }
+  check_row_values(new_action.data_ptr<int64_t>(), new_reward.data_ptr<float>(), num_rows,
+                   num_actions);
+  check_finite_observations(obs, "obs");
+  check_finite_observations(next_obs, "next_obs");
 
   const AddTarget target = add_target_of(frames, obs_pos, action, reward, terminated, truncated,
                                          counters, priority, sum_tree, min_tree, max_priority,
@@ -229,7 +233,8 @@ void replay_add_frames_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor act
                            const at::Tensor& new_terminated_in,
                            const at::Tensor& new_truncated_in, const at::Tensor& env_ids_in,
                            const std::optional<at::Tensor>& new_priority_in, int64_t k,
-                           int64_t n_step, double alpha, double priority_eps) {
+                           int64_t n_step, double alpha, double priority_eps,
+                           int64_t num_actions) {
   check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
   check_add_frames_inputs(frames, chunk_frames_in, chunk_obs_pos_in, new_action_in,
                           new_reward_in, new_terminated_in, new_truncated_in, env_ids_in, k);
@@ -246,6 +251,9 @@ void replay_add_frames_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor act
   const at::Tensor new_terminated = new_terminated_in.contiguous();
   const at::Tensor new_truncated = new_truncated_in.contiguous();
   const at::Tensor env_ids = env_ids_in.contiguous();
+  check_row_values(new_action.data_ptr<int64_t>(), new_reward.data_ptr<float>(), num_rows,
+                   num_actions);
+  check_finite_observations(chunk_frames, "frames");
 
   const AddTarget target = add_target_of(frames, obs_pos, action, reward, terminated, truncated,
                                          counters, priority, sum_tree, min_tree, max_priority,

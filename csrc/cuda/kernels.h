@@ -27,15 +27,26 @@ struct ReplayStorage {
   PriorityTree tree;
 };
 
-// Sets *mismatch (device int, zeroed by the caller) to 1 if any row's
-// next_obs[:-1] differs from its obs[1:].
-cudaError_t replay_check_shift(const uint8_t* obs, const uint8_t* next_obs, int64_t rows,
-                               int64_t frame_bytes, int64_t frame_stack, int* mismatch,
-                               cudaStream_t stream);
+// The width and exponent bits of a float observation dtype (bytes 0: integer
+// frames, nothing to check).
+struct FloatBits {
+  int64_t bytes;
+  uint64_t exponent;
+};
+
+// ORs into *mismatch (device int, zeroed by the caller) the kRejected* bits
+// (csrc/replay_layout.h) of what is wrong with any row: next_obs[:-1] differing
+// from obs[1:], an action outside [0, num_actions) (num_actions 0: negative ones
+// only), a non-finite reward, a non-finite float observation.
+cudaError_t replay_check_rows(const uint8_t* obs, const uint8_t* next_obs,
+                              const int64_t* action, const float* reward, int64_t rows,
+                              int64_t frame_bytes, int64_t frame_stack, int64_t num_actions,
+                              FloatBits float_bits, int* mismatch, cudaStream_t stream);
 
 // Row i of the inputs goes to environment env_ids[i] (distinct, checked by the caller).
-// If *mismatch (device, set by replay_check_shift earlier on `stream`) is non-zero,
-// nothing is written but *rejected_adds is incremented. With prioritized storage,
+// If *mismatch (device, set by replay_check_rows earlier on `stream`) is non-zero,
+// nothing is written, rejected_adds[0] is incremented and the reasons ORed into
+// rejected_adds[1]. With prioritized storage,
 // `new_priority` (raw, one per row; null: the largest so far; a negative or
 // non-finite one counts as null) sets the new transitions' priorities, and `ranges`
 // (4 int64 per row, device scratch) carries each row's changed transition ranges to

@@ -30,6 +30,16 @@ cuda::ReplayStorage storage_of(const at::Tensor& frames, const at::Tensor& obs_p
           tree};
 }
 
+cuda::FloatBits float_bits_of(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kHalf: return {2, 0x7c00};
+    case at::kBFloat16: return {2, 0x7f80};
+    case at::kFloat: return {4, 0x7f800000};
+    case at::kDouble: return {8, 0x7ff0000000000000};
+    default: return {0, 0};
+  }
+}
+
 void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, at::Tensor reward,
                      at::Tensor terminated, at::Tensor truncated, at::Tensor counters,
                      at::Tensor rejected_adds, const std::optional<at::Tensor>& priority,
@@ -40,12 +50,14 @@ void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, a
                      const at::Tensor& new_reward, const at::Tensor& new_terminated,
                      const at::Tensor& new_truncated, const at::Tensor& env_ids,
                      const std::optional<at::Tensor>& new_priority_in, int64_t k, int64_t n_step,
-                     double alpha, double priority_eps) {
+                     double alpha, double priority_eps, int64_t num_actions) {
   check_storage(frames, obs_pos, action, reward, terminated, counters, k, &truncated);
   check_rejected_adds(rejected_adds, frames);
   check_add_inputs(frames, obs_in, next_obs_in, new_action, new_reward, new_terminated,
                    new_truncated, env_ids, k);
   check_settings(n_step, alpha, priority_eps);
+  TORCH_CHECK_VALUE(num_actions >= 0, "num_actions must be at least 0 (0: unknown), got ",
+                    num_actions);
   const bool prioritized = check_priority_storage(counters, priority, sum_tree, min_tree,
                                                   max_priority, obs_pos.size(1));
   TORCH_CHECK_VALUE(prioritized || !new_priority_in,
@@ -65,14 +77,19 @@ void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, a
   auto s = storage_of(frames, obs_pos, action, reward, terminated, truncated, counters, k, n_step,
                       tree);
 
-  // Nothing here waits for the GPU, so acting overlaps a queued update: the shift
-  // check's flag is read by the add kernel, which then writes nothing and counts the
-  // call in rejected_adds for the caller to report later.
+  // Nothing here waits for the GPU, so acting overlaps a queued update: the row
+  // checks' flags are read by the add kernel, which then writes nothing and counts
+  // the call (and why) in rejected_adds for the caller to report later.
   const at::Tensor mismatch = at::zeros({1}, frames.options().dtype(at::kInt));
-  check_launch(cuda::replay_check_shift(static_cast<const uint8_t*>(obs.data_ptr()),
-                                        static_cast<const uint8_t*>(next_obs.data_ptr()), rows,
-                                        s.frame_bytes, k, mismatch.data_ptr<int>(), stream),
-               "replay_check_shift");
+  const at::Tensor checked_action = new_action.contiguous();
+  const at::Tensor checked_reward = new_reward.contiguous();
+  check_launch(cuda::replay_check_rows(static_cast<const uint8_t*>(obs.data_ptr()),
+                                       static_cast<const uint8_t*>(next_obs.data_ptr()),
+                                       checked_action.data_ptr<int64_t>(),
+                                       checked_reward.data_ptr<float>(), rows, s.frame_bytes, k,
+                                       num_actions, float_bits_of(frames.scalar_type()),
+                                       mismatch.data_ptr<int>(), stream),
+               "replay_check_rows");
   // A private pinned copy: the upload runs later, and the caller may reuse env_ids.
   at::Tensor pinned_ids = at::empty({rows}, env_ids.options().pinned_memory(true));
   pinned_ids.copy_(env_ids);
@@ -82,8 +99,8 @@ void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, a
   const at::Tensor ranges = prioritized ? at::empty({rows, 4}, counters.options()) : at::Tensor();
   check_launch(cuda::replay_add(s, static_cast<const uint8_t*>(obs.data_ptr()),
                                 static_cast<const uint8_t*>(next_obs.data_ptr()),
-                                new_action.contiguous().data_ptr<int64_t>(),
-                                new_reward.contiguous().data_ptr<float>(),
+                                checked_action.data_ptr<int64_t>(),
+                                checked_reward.data_ptr<float>(),
                                 new_terminated.contiguous().data_ptr<bool>(),
                                 new_truncated.contiguous().data_ptr<bool>(),
                                 ids.data_ptr<int64_t>(), mismatch.data_ptr<int>(),

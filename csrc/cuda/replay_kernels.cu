@@ -32,13 +32,39 @@ __device__ bool block_equal(const uint8_t* a, const uint8_t* b, int64_t bytes) {
   return __syncthreads_or(differs) == 0;
 }
 
-__global__ void check_shift_kernel(const uint8_t* obs, const uint8_t* next_obs,
-                                   int64_t frame_bytes, int64_t k, int* mismatch) {
-  const int64_t row = blockIdx.x;
-  const uint8_t* o = obs + row * k * frame_bytes;
-  const uint8_t* n = next_obs + row * k * frame_bytes;
-  if (!block_equal(n, o + frame_bytes, (k - 1) * frame_bytes) && threadIdx.x == 0)
-    atomicOr(mismatch, 1);
+// True in every thread iff one of the block's `count` floats (`bits` says their
+// width and exponent) is infinite or NaN: all exponent bits set.
+__device__ bool block_has_nonfinite(const uint8_t* values, int64_t count, FloatBits bits) {
+  int found = 0;
+  for (int64_t i = threadIdx.x; i < count && !found; i += blockDim.x) {
+    uint64_t v = 0;
+    if (bits.bytes == 2) v = reinterpret_cast<const uint16_t*>(values)[i];
+    else if (bits.bytes == 4) v = reinterpret_cast<const uint32_t*>(values)[i];
+    else v = reinterpret_cast<const uint64_t*>(values)[i];
+    found = (v & bits.exponent) == bits.exponent;
+  }
+  return __syncthreads_or(found) != 0;
+}
+
+// One block per row: ORs into *reasons the kRejected* bits of what is wrong with it.
+__global__ void check_rows_kernel(const uint8_t* obs, const uint8_t* next_obs,
+                                  const int64_t* action, const float* reward,
+                                  int64_t frame_bytes, int64_t k, int64_t num_actions,
+                                  FloatBits float_bits, int* reasons) {
+  const int64_t row = blockIdx.x, stack_bytes = k * frame_bytes;
+  const uint8_t* o = obs + row * stack_bytes;
+  const uint8_t* n = next_obs + row * stack_bytes;
+  int found = 0;
+  if (k > 1 && !block_equal(n, o + frame_bytes, (k - 1) * frame_bytes)) found |= kRejectedShift;
+  if (float_bits.bytes != 0 &&
+      (block_has_nonfinite(o, stack_bytes / float_bits.bytes, float_bits) ||
+       block_has_nonfinite(n, stack_bytes / float_bits.bytes, float_bits)))
+    found |= kRejectedObservation;
+  if (threadIdx.x != 0) return;
+  const int64_t a = action[row];
+  if (a < 0 || (num_actions > 0 && a >= num_actions)) found |= kRejectedAction;
+  if (!isfinite(reward[row])) found |= kRejectedReward;
+  if (found) atomicOr(reasons, found);
 }
 
 __global__ void add_kernel(ReplayStorage s, const uint8_t* obs, const uint8_t* next_obs,
@@ -55,7 +81,10 @@ __global__ void add_kernel(ReplayStorage s, const uint8_t* obs, const uint8_t* n
   int64_t* c = s.counters + e * kNumCounters;
   if (threadIdx.x == 0) {
     rejected = *mismatch != 0;
-    if (rejected && i == 0) ++*rejected_adds;  // one count per call
+    if (rejected && i == 0) {  // one count per call, and why
+      ++rejected_adds[0];
+      rejected_adds[1] |= *mismatch;
+    }
     frames_before = c[kFramesWritten];
     stream_open = c[kStreamOpen] != 0;
   }
@@ -233,12 +262,14 @@ __global__ void sample_kernel(ReplayStorage s, const int64_t* random_bits, doubl
 
 }  // namespace
 
-cudaError_t replay_check_shift(const uint8_t* obs, const uint8_t* next_obs, int64_t rows,
-                               int64_t frame_bytes, int64_t frame_stack, int* mismatch,
-                               cudaStream_t stream) {
-  if (rows == 0 || frame_stack == 1) return cudaSuccess;
-  check_shift_kernel<<<rows, kThreads, 0, stream>>>(obs, next_obs, frame_bytes, frame_stack,
-                                                    mismatch);
+cudaError_t replay_check_rows(const uint8_t* obs, const uint8_t* next_obs,
+                              const int64_t* action, const float* reward, int64_t rows,
+                              int64_t frame_bytes, int64_t frame_stack, int64_t num_actions,
+                              FloatBits float_bits, int* mismatch, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  check_rows_kernel<<<rows, kThreads, 0, stream>>>(obs, next_obs, action, reward, frame_bytes,
+                                                   frame_stack, num_actions, float_bits,
+                                                   mismatch);
   return cudaGetLastError();
 }
 

@@ -133,7 +133,7 @@ class DQNFastReplayBuffer(SB3ReplayBuffer):
             self.buffer_size * self.n_envs, self._stored_obs_shape, num_envs=self.n_envs,
             frame_stack=self.frame_stack, obs_dtype=_torch_dtype(self._obs_dtype),
             device=self.device if on_gpu else "cpu", seed=seed, frame_capacity=self.frame_capacity,
-            n_step=self.n_steps, gamma=self.gamma)
+            n_step=self.n_steps, gamma=self.gamma, num_actions=int(self.action_space.n))
         self.frame_capacity = rb.frame_capacity  # so that a rebuilt buffer has the same config
         return rb
 
