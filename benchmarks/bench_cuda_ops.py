@@ -13,11 +13,15 @@ Replay ("sample-cuda" group): sampling batches of 32 and 1024 Atari transitions,
 Preprocessing ("preprocess-cuda" group): ``preprocess_frames`` of 256 real 210x160 RGB
 frame pairs (Pong, Breakout, Space Invaders, Seaquest, MsPacman) into 84x84 gray.
 
-Each timed round runs ``CALLS_PER_ROUND`` calls and waits for the GPU once. ``extra_info``
-holds ``us_per_call``, the rate (``transitions_per_second`` or ``frames_per_second``) and
-``floor_us``: the bytes each call must read and write at the GPU's memory bandwidth
-(``DQNFAST_PEAK_GBPS``, default 3,350 GB/s: H100 SXM); for the pinned path, the copy
-over PCIe (``DQNFAST_PCIE_GBPS``, default 25 GB/s) is its floor.
+Each timed round runs ``CALLS_PER_ROUND`` calls, then waits for the GPU. ``sample()``
+itself waits too: it reads the buffer's size on the host at every call (it refuses a
+batch larger than what is stored), a round trip included in these timings; the
+training loop's graphed update samples inside its CUDA graph (``sample_in_graph``),
+which reads nothing on the host. ``extra_info`` holds ``us_per_call``, the rate
+(``transitions_per_second`` or ``frames_per_second``) and ``floor_us``: the bytes each
+call must read and write at the memory bandwidth measured on this GPU
+(``gpu_peaks.memory_gbps``); for the pinned path, the copy over PCIe
+(``DQNFAST_PCIE_GBPS``, default 25 GB/s) is its floor.
 """
 import os
 
@@ -31,9 +35,9 @@ if not torch.cuda.is_available() or not dqnfast.replay_buffer._has_cuda_kernels(
     pytest.skip("needs a GPU and dqnfast's CUDA kernels", allow_module_level=True)
 
 from atari_frames import GAMES, ale_frame_pairs  # noqa: E402
+from gpu_peaks import memory_gbps  # noqa: E402
 
 CALLS_PER_ROUND = 100
-PEAK_GBPS = float(os.environ.get("DQNFAST_PEAK_GBPS", "3350"))
 PCIE_GBPS = float(os.environ.get("DQNFAST_PCIE_GBPS", "25"))
 FRAME_BYTES = 84 * 84
 NUM_ENVS = 8
@@ -84,11 +88,12 @@ def test_sample_cuda(benchmark, buffers, path, batch_size):
     seconds = timed(benchmark, lambda: replay.sample(batch_size))
     stack_bytes = batch_size * 2 * 4 * FRAME_BYTES  # obs and next_obs
     if path == "gpu-buffer":
-        floor = 2 * stack_bytes / (PEAK_GBPS * 1e9)  # read the frames, write the stacks
+        floor = 2 * stack_bytes / (memory_gbps() * 1e9)  # read the frames, write the stacks
     else:
         floor = stack_bytes / (PCIE_GBPS * 1e9)
     benchmark.extra_info.update(
-        device=torch.cuda.get_device_name(), stored=len(replay), us_per_call=round(seconds * 1e6, 2),
+        device=torch.cuda.get_device_name(), memory_gbps=round(memory_gbps()), stored=len(replay),
+        us_per_call=round(seconds * 1e6, 2),
         transitions_per_second=round(batch_size / seconds), floor_us=round(floor * 1e6, 2))
 
 
@@ -103,4 +108,5 @@ def test_preprocess_cuda(benchmark, with_prev):
     moved = frames.numel() * (2 if with_prev else 1) + out.numel()
     benchmark.extra_info.update(
         device=torch.cuda.get_device_name(), us_per_call=round(seconds * 1e6, 2),
-        frames_per_second=round(256 / seconds), floor_us=round(moved / (PEAK_GBPS * 1e9) * 1e6, 2))
+        frames_per_second=round(256 / seconds), memory_gbps=round(memory_gbps()),
+        floor_us=round(moved / (memory_gbps() * 1e9) * 1e6, 2))

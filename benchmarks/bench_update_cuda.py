@@ -15,11 +15,11 @@ runs ``UPDATES_PER_ROUND`` updates and waits for the GPU once; ``extra_info`` ho
 The floor (``floor_us`` in extra_info): the update's FLOPs (counted by
 ``torch.utils.flop_counter`` on one eager update) at the GPU's dense FP32 rate, or its
 bytes (the batch, and parameters, gradients and Adam moments read and written) at
-memory bandwidth, whichever is larger. Peak rates come from ``DQNFAST_PEAK_TFLOPS``
-and ``DQNFAST_PEAK_GBPS`` (default: H100 SXM, 67 TFLOP/s FP32, 3,350 GB/s).
+memory bandwidth, whichever is larger. Both rates are measured on this GPU in the same
+run (``gpu_peaks``: a float32 matrix product and a device-to-device copy), and
+``extra_info`` records them.
 """
 import copy
-import os
 
 import pytest
 import torch
@@ -33,11 +33,10 @@ if not torch.cuda.is_available() or not dqnfast.replay_buffer._has_cuda_kernels(
     pytest.skip("needs a GPU and dqnfast's CUDA kernels", allow_module_level=True)
 
 from bench_cuda_ops import filled_buffer  # noqa: E402
+from gpu_peaks import fp32_tflops, memory_gbps  # noqa: E402
 
 UPDATES_PER_ROUND = 200
 BATCH_SIZE = 32
-PEAK_TFLOPS = float(os.environ.get("DQNFAST_PEAK_TFLOPS", "67"))
-PEAK_GBPS = float(os.environ.get("DQNFAST_PEAK_GBPS", "3350"))
 VARIANTS = {
     "eager-host-buffer": (Update, "cpu"),
     "eager-gpu-buffer": (Update, "cuda"),
@@ -59,7 +58,7 @@ def floor_us(q_network, target_network, optimizer, replay):
     # read by both forwards and the backward, gradients written and read, Adam reads
     # parameters, gradients and two moments and writes parameters and moments.
     moved = parameter_bytes * (3 + 2 + 7) + 2 * batch.obs.numel()
-    return max(flops / (PEAK_TFLOPS * 1e12), moved / (PEAK_GBPS * 1e9)) * 1e6, flops, moved
+    return max(flops / (fp32_tflops() * 1e12), moved / (memory_gbps() * 1e9)) * 1e6, flops, moved
 
 
 @pytest.fixture(scope="module")
@@ -91,5 +90,6 @@ def test_update_cuda(benchmark, buffers, variant):
     benchmark.extra_info.update(
         device=torch.cuda.get_device_name(), us_per_update=round(
             benchmark.stats.stats.median / UPDATES_PER_ROUND * 1e6, 1),
-        floor_us=round(floor, 1), update_gflop=round(flops / 1e9, 3),
+        floor_us=round(floor, 1), fp32_tflops=round(fp32_tflops(), 1),
+        memory_gbps=round(memory_gbps()), update_gflop=round(flops / 1e9, 3),
         update_mbytes=round(moved / 1e6, 1))

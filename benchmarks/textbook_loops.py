@@ -450,7 +450,7 @@ def chapter_pong(total_steps: int, *, replay_start_size: int = 10_000,
 
         optimizer.zero_grad()
         batch = buffer.sample(batch_size)
-        loss_t = chapter_calc_loss(batch, net, tgt_net, gamma)
+        loss_t = chapter_calc_loss(batch, net, tgt_net, gamma, device)
         loss_t.backward()
         optimizer.step()
         updates += 1

@@ -43,14 +43,15 @@ def per_sample_update(q_network, target_network, optimizer, transitions, gamma, 
     return loss
 
 
-def chapter_calc_loss(batch, q_network, target_network, gamma):
-    """The chapter's loss of a (states, actions, rewards, dones, next_states) numpy batch."""
+def chapter_calc_loss(batch, q_network, target_network, gamma, device="cpu"):
+    """The chapter's loss of a (states, actions, rewards, dones, next_states) numpy batch,
+    its tensors moved to ``device`` as the chapter moves them (to the networks')."""
     states, actions, rewards, dones, next_states = batch
-    states_v = torch.tensor(states)
-    next_states_v = torch.tensor(next_states)
-    actions_v = torch.tensor(actions)
-    rewards_v = torch.tensor(rewards)
-    done_mask = torch.tensor(dones, dtype=torch.bool)
+    states_v = torch.tensor(states).to(device)
+    next_states_v = torch.tensor(next_states).to(device)
+    actions_v = torch.tensor(actions).to(device)
+    rewards_v = torch.tensor(rewards).to(device)
+    done_mask = torch.tensor(dones, dtype=torch.bool).to(device)
 
     state_action_values = q_network(states_v).gather(1, actions_v.unsqueeze(-1)).squeeze(-1)
     next_state_values = target_network(next_states_v).max(1)[0]
