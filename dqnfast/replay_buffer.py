@@ -253,14 +253,17 @@ class ReplayBuffer:
         nothing, and the ValueError comes from the next call that waits for the GPU
         anyway: ``len()`` or ``sample()``.
         """
-        obs = self._input(obs, "obs", self._np_obs_dtype, upload=False)
-        next_obs = self._input(next_obs, "next_obs", self._np_obs_dtype, upload=False)
-        action = self._input(action, "action", NP_INT64, as_int64, upload=False)
-        reward = self._input(reward, "reward", NP_FLOAT32, as_float32, upload=False)
-        if not self._host_storage:  # host storage: the op checks, before it writes
+        # Host storage: the op checks, before it writes. GPU storage: host inputs are
+        # checked here, before the upload.
+        upload = self._host_storage
+        obs = self._input(obs, "obs", self._np_obs_dtype, upload=upload)
+        next_obs = self._input(next_obs, "next_obs", self._np_obs_dtype, upload=upload)
+        action = self._input(action, "action", NP_INT64, as_int64, upload=upload)
+        reward = self._input(reward, "reward", NP_FLOAT32, as_float32, upload=upload)
+        if not self._host_storage:
             _check_host_rows(obs, next_obs, action, reward, self.frame_stack, self.num_actions)
-        obs, next_obs, action, reward = (to_device(t, self.storage_device)
-                                         for t in (obs, next_obs, action, reward))
+            obs, next_obs, action, reward = (to_device(t, self.storage_device)
+                                             for t in (obs, next_obs, action, reward))
         terminated = self._input(terminated, "terminated", NP_BOOL, as_flags)
         truncated = self._input(truncated, "truncated", NP_BOOL, as_flags)
         if env_ids is None:
