@@ -1,4 +1,5 @@
-"""The fixed cost of one add call: one Atari environment's step into a full buffer.
+"""The fixed cost of one add call: one Atari environment's step into a full buffer, and
+one vector step of the Atari presets' 10 envs.
 
     python -m pytest benchmarks/bench_add_one_env.py --benchmark-only
 
@@ -67,3 +68,20 @@ def test_add_one_env(benchmark, name):
         add(transition)  # full, every page touched
     upcoming = itertools.cycle(transitions)
     benchmark(lambda: add(next(upcoming)))
+
+
+@pytest.mark.parametrize("num_actions", [None, 6], ids=["unbounded", "num_actions"])
+def test_add_ten_envs(benchmark, num_actions):
+    """Group "add-ten-envs": one vector step of the Atari presets' 10 envs on a CPU
+    (3-step returns, priorities, a 100,000-transition buffer filled once), with and
+    without the action bound the training loop passes."""
+    benchmark.group = "add-ten-envs"
+    rb = dqnfast.ReplayBuffer(100_000, (4, 84, 84), num_envs=10, frame_stack=4, seed=0, n_step=3,
+                              prioritized=True, alpha=0.5, num_actions=num_actions)
+    rng = np.random.default_rng(0)
+    steps = [tuple(np.concatenate(column) for column in zip(*columns))
+             for columns in zip(*(stream(rng, 200) for _ in range(10)))]
+    cycle = itertools.cycle(steps)
+    for _ in range(CAPACITY + 1):
+        rb.add(*next(cycle))  # every env's ring filled and wrapped
+    benchmark(lambda: rb.add(*next(cycle)))

@@ -10,6 +10,8 @@ round): one env step is one agent step of one env, i.e. ``frame_skip`` (4) emula
 frames for Atari. The Atari rows answer which preprocessing mode is the faster
 (``dqnfast/envs/atari.py`` takes it as the default).
 """
+import gc
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,51 @@ def test_env_steps(benchmark, env_id, options, steps):
     benchmark.extra_info["env_steps_per_round"] = env_steps
     if benchmark.stats is not None:  # None under --benchmark-disable
         benchmark.extra_info["env_steps_per_s"] = round(env_steps / benchmark.stats.stats.median)
+
+
+# -- dqnfast's Atari env beside the backend it drives ------------------------------------------
+
+RAW_ENVS = (8, 32, 64)
+RAW_ENV_STEPS_PER_ROUND = 4_000
+RAW_RATES = {}  # (backend, num_envs) -> the backend's own env steps/s, for the ratio
+
+
+# The two drivers of one group run one after the other (the machine's speed drifts).
+@pytest.mark.parametrize("driver", ["backend", "dqnfast"])
+@pytest.mark.parametrize("backend", ["ale", "envpool"])
+@pytest.mark.parametrize("num_envs", RAW_ENVS)
+def test_atari_env_against_its_backend(benchmark, driver, backend, num_envs):
+    """Group "atari-vs-backend-<backend>-<envs>": the same Pong envs, options and
+    threads (one per usable core, at most one per env), stepped through the backend's
+    own vector env alone ("backend") and through dqnfast's (its episode books, reward
+    clipping and, for ALE, frame stacks). extra_info: ``env_steps_per_s``, ``threads``
+    and, for dqnfast, ``backend_over_dqnfast`` (the backend's rate over dqnfast's, in
+    this run; at most 1.25 is the aim)."""
+    if not envs._importable(NEEDS[backend]):
+        pytest.skip(f"{backend} is not installed")
+    benchmark.group = f"atari-vs-backend-{backend}-{num_envs}"
+    steps = max(RAW_ENV_STEPS_PER_ROUND // num_envs, 20)
+    with envs.make("Pong-v5", num_envs=num_envs, seed=0, backend=backend) as env:
+        rng = np.random.default_rng(0)
+        actions = rng.integers(0, env.num_actions, (steps, num_envs)).astype(np.int32)
+        env.reset()
+        step = env.step if driver == "dqnfast" else env.backend_env.step
+        for a in actions[:10]:  # warm up: threads started, caches filled
+            step(a)
+
+        def play():
+            for a in actions:
+                step(a)
+
+        benchmark.pedantic(play, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+        threads = envs.env_threads(0, num_envs)
+    gc.collect()  # the backend's threads end with it, not during the next group
+    benchmark.extra_info.update(threads=threads, env_steps_per_round=steps * num_envs)
+    if benchmark.stats is None:  # --benchmark-disable
+        return
+    rate = steps * num_envs / benchmark.stats.stats.median
+    benchmark.extra_info["env_steps_per_s"] = round(rate)
+    if driver == "backend":
+        RAW_RATES[backend, num_envs] = rate
+    elif (backend, num_envs) in RAW_RATES:
+        benchmark.extra_info["backend_over_dqnfast"] = round(RAW_RATES[backend, num_envs] / rate, 3)

@@ -25,7 +25,7 @@ import torch
 
 from dqnfast.loss import dqn_loss
 from dqnfast.models import MLP, NatureDQN
-from dqnfast.update import autocast_of
+from dqnfast.precision import autocast_of
 from textbook_loss import chapter_calc_loss, per_sample_update, to_numpy_batch, to_transitions
 
 GAMMA = 0.99

@@ -4,14 +4,19 @@ Precedence: the dataclass defaults, then the preset (chosen by ``--preset`` or b
 ``--env``), then the flags given on the command line.
 """
 import argparse
+import copy
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Tuple
 
 from dqnfast import envs
+from dqnfast.cli import add_debug_flag
+from dqnfast.loss import LOSSES
+from dqnfast.precision import PRECISIONS
 
 
 @dataclass
@@ -53,13 +58,15 @@ class Config:
     epsilon_decay_steps: int = 100_000  # linear: steps to reach the end; exponential: time constant
     # -- run --
     total_steps: int = 2_000_000  # env steps, all envs together
-    reward_bound: Optional[float] = 19.5  # stop once the 100-episode mean reaches it
+    reward_bound: Optional[float] = None  # stop once the 100-episode mean reaches it
     cuda: bool = False
     cuda_graph: bool = True  # with cuda: replay the update (and target sync) as CUDA graphs
     replay_on_gpu: bool = True  # with cuda: keep the replay buffer in GPU memory
     async_envs: bool = False  # step the envs on a worker thread while the network updates
+    acting_refresh_updates: int = 1  # with cuda: updates between snapshots for the acting copy
     torch_threads: Optional[int] = None  # CPU threads for torch (None: its default)
     run_dir: Optional[str] = None  # default: runs/<env>__<preset>__<seed>__<time>
+    overwrite: bool = False  # a new run may replace the run in run_dir (else it is refused)
     checkpoint_interval: int = 100_000  # env steps between full checkpoints
     max_minutes: Optional[float] = None  # wall-clock limit of this run: then checkpoint and stop
     progress: bool = True
@@ -73,36 +80,117 @@ class Config:
     ratio_policy: str = "throttle"  # throttle: actors wait for the updates the replay ratio
     # owes; free: actors never wait, the learner updates between chunks, the ratio may drop
 
+    def __post_init__(self):
+        """Every setting checked, so that a bad one stops a run before anything is made."""
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), _value_class(f.type)
+            if value is None and type(None) in typing.get_args(f.type):
+                continue
+            if kind is int:
+                smallest = _SMALLEST_INT[f.name]
+                if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+                    raise ValueError(f"{f.name} must be an int of at least {smallest}, got {value!r}")
+            elif kind is float:
+                rule, holds = _NUMBER_RULES[f.name]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not holds(value):
+                    raise ValueError(f"{f.name} must be a number{rule}, got {value!r}")
+            elif f.name in _CHOICES:
+                if value not in _CHOICES[f.name]:
+                    raise ValueError(f"{f.name} must be one of {_CHOICES[f.name]}, got {value!r}")
+            elif not isinstance(value, kind):
+                raise ValueError(f"{f.name} must be a {kind.__name__}, got {value!r}")
+        if not all(isinstance(width, int) and width >= 1 for width in self.hidden):
+            raise ValueError(f"hidden must be layer widths, ints of at least 1, got {self.hidden!r}")
+        # Distributed: the target syncs once per chunk at most, so a chunk must not span
+        # two sync intervals.
+        chunk_env_steps = self.num_envs * self.chunk_steps
+        if self.actors is not None and self.tau >= 1.0 and chunk_env_steps > self.target_update_interval:
+            raise ValueError(f"a chunk of num_envs * chunk_steps = {chunk_env_steps} env steps "
+                             f"spans more than target_update_interval={self.target_update_interval}: "
+                             "lower chunk_steps")
+
+
+def _value_class(annotation) -> type:
+    """The class of a setting's values: str for str and Optional[str], tuple for
+    Tuple[int, ...]."""
+    if typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return typing.get_origin(annotation) or annotation
+
+
+# What Config.__post_init__ allows beyond the annotations.
+_SMALLEST_INT = dict(num_envs=1, seed=0, buffer_size=1, learning_starts=0, batch_size=1, n_step=1,
+                     train_frequency=1, gradient_steps=1, target_update_interval=1,
+                     epsilon_decay_steps=0, total_steps=1, torch_threads=1, checkpoint_interval=1,
+                     actors=1, chunk_steps=1, weight_sync_interval=1, acting_refresh_updates=1)
+_NUMBER_RULES = {  # name: (the rule in words, its test)
+    **{name: (" in [0, 1]", lambda v: 0.0 <= v <= 1.0)
+       for name in ("beta_start", "beta_end", "gamma", "epsilon_start", "epsilon_end")},
+    **{name: (" > 0", lambda v: v > 0.0)
+       for name in ("priority_eps", "learning_rate", "adam_eps", "max_grad_norm", "max_minutes",
+                    "actor_cpus")},
+    "alpha": (" >= 0", lambda v: v >= 0.0),
+    "tau": (" in (0, 1]", lambda v: 0.0 < v <= 1.0),
+    "reward_bound": ("", lambda v: not math.isnan(v)),
+}
+OPTIMIZERS = ("adam", "adamw", "rmsprop")
+EPSILON_SCHEDULES = ("linear", "exponential")
+RATIO_POLICIES = ("throttle", "free")
+_CHOICES = dict(optimizer=OPTIMIZERS, loss=LOSSES, precision=PRECISIONS,
+                epsilon_schedule=EPSILON_SCHEDULES, ratio_policy=RATIO_POLICIES)
+
+
+# Atari on a 2-core CPU: the values that depend on the machine, the same for every
+# game. One envpool (or ALE) thread and one torch thread, the envs stepping during the
+# update (async_envs): with two of either, the emulators' and torch's threads fight for
+# the two cores, and on a busy machine a batch-32 update took 140-490 ms instead of 24-58.
+ATARI_MACHINE = dict(env_options=dict(num_threads=1), torch_threads=1, async_envs=True)
+
+# Any Atari game (the Nature network on 4 stacked 84x84 frames), by source:
+ATARI = dict(
+    ATARI_MACHINE,
+    # Tianshou's Atari DQN example (github.com/thu-ml/tianshou, examples/atari/atari_dqn.py):
+    # 10 envs, one batch-32 update per 10 env steps (one per vector step), 3-step
+    # returns, a 100k buffer, Adam 1e-4, a target sync every 500 updates (5,000 env
+    # steps), epsilon 1 -> 0.05 over 1M steps.
+    num_envs=10, train_frequency=1, batch_size=32, n_step=3, buffer_size=100_000,
+    optimizer="adam", learning_rate=1e-4, target_update_interval=5_000, gamma=0.99,
+    epsilon_end=0.05, epsilon_decay_steps=1_000_000,
+    # Rainbow (Hessel et al. 2018): proportional priorities, alpha 0.5, beta 0.4 -> 1,
+    # Adam eps 1.5e-4, learning from 80k frames (20k steps) on.
+    prioritized=True, alpha=0.5, beta_start=0.4, beta_end=1.0, adam_eps=1.5e-4,
+    learning_starts=20_000,
+    # Nature (Mnih et al. 2015): Huber loss, a budget of 10M steps. No reward bound: a
+    # run stops early only on one that a game's own preset names.
+    loss="huber", total_steps=10_000_000, reward_bound=None,
+    # A checkpoint writes the 100k-transition buffer (about 0.7 GB): every 250k steps.
+    checkpoint_interval=250_000,
+)
+
+# Atari on one GPU (--cuda): the machine's values on top of the Atari ones. Provisional,
+# from timings on one H200 with 16 cores (2026-12-04): ALE through dqnfast.envs ran 14k
+# env steps/s with 32 envs on all cores (64 ran slower), and a graphed batch-32 update
+# took 0.56 ms, bound by launches, so a batch of 128 costs about the same: one per
+# vector step of 32 envs samples 4 transitions per env step (Tianshou: 3.2). The
+# emulators take every core (num_threads 0: dqnfast.envs.env_threads), torch keeps its
+# default threads.
+ATARI_GPU = dict(num_envs=32, env_options=dict(num_threads=0), torch_threads=None,
+                 async_envs=True, batch_size=128, train_frequency=1, gradient_steps=1)
+ATARI_PRESETS = ("atari", "pong")  # the presets --cuda gives ATARI_GPU's values
 
 # Each preset names its source. Values not given keep the dataclass defaults.
 PRESETS = {
-    # Pong on a CPU, chosen for wall-clock time to a 100-episode mean of 19.5 on a 2-core
-    # machine. From Tianshou's Atari DQN example (10 envs, one batch-32 update per 10 env
-    # steps, 3-step returns, a 100k buffer, Adam 1e-4, a target sync every 500 updates)
-    # and Rainbow (Hessel et al. 2018: proportional priorities, alpha 0.5, beta 0.4 -> 1,
-    # Adam eps 1.5e-4). Changed here, by measurement on the 2-core machine:
-    # - one envpool thread and one torch thread, the envs stepping during the update
-    #   (async_envs): with two of either, envpool's and torch's threads fight for the two
-    #   cores, and on a busy machine a batch-32 update took 140-490 ms instead of 24-58;
-    # - epsilon 1 -> 0.01 over 250k steps (Tianshou: 0.05 over 1M): Pong needs little
-    #   exploration, and the training mean that decides "solved" is played with it.
-    # Measured: the 100-episode mean stays near -20.5 for the first 450-600k steps
-    # (43-57k updates), then rises: seed 1 to -16.1 by 1.46M steps (81 min, a busy
-    # machine); seed 1 again, idle, with channels-last convolutions: -18.5 at 60 min
-    # (835k steps); seed 2: -19.5 at 75 min (889k). Tried and dropped: 16 envs, a 200k
-    # buffer and bfloat16 autocast (an update in 22 ms instead of 35, 340 env steps/s):
-    # still -20.6 at 1.24M steps (60 min); bfloat16 then also rounded the Q-values
-    # (steps of about 0.008 near 1.6, a third of a typical TD error), which the float32
-    # head of today's bfloat16 mode avoids: with it (--precision bfloat16, seed 1) the
-    # mean reached -16.9 in 45 min (898k steps); one run, so float32 stays the default.
-    "pong": dict(env="Pong-v5", num_envs=10, env_options=dict(num_threads=1),
-                 torch_threads=1, async_envs=True,
-                 buffer_size=100_000, learning_starts=20_000, batch_size=32, n_step=3,
-                 prioritized=True, alpha=0.5, beta_start=0.4, beta_end=1.0,
-                 optimizer="adam", learning_rate=1e-4, adam_eps=1.5e-4, loss="huber",
-                 train_frequency=1, target_update_interval=5_000, epsilon_end=0.01,
-                 epsilon_decay_steps=250_000, gamma=0.99, total_steps=3_000_000,
-                 reward_bound=19.5, checkpoint_interval=250_000),
+    # Any Atari game without a preset of its own (--env <Game>-v5 or ALE/<Game>-v5;
+    # named alone, Breakout).
+    "atari": dict(ATARI, env="Breakout-v5"),
+    # Pong: the Atari values, with Pong's own stopping rule and exploration, chosen for
+    # wall-clock time to a 100-episode mean of 19.5 on a 2-core CPU: epsilon 1 -> 0.01
+    # over 250k steps (Pong needs little exploration, and the training mean that
+    # decides "solved" is played with it), 3M steps. Measured there (README,
+    # benchmarks/recorded/): the mean stays near -20.5 for 450-600k steps, then rises
+    # (-18.5 at 60 minutes, seed 1); --precision bfloat16, one run: -16.9 at 45 minutes.
+    "pong": dict(ATARI, env="Pong-v5", epsilon_end=0.01, epsilon_decay_steps=250_000,
+                 total_steps=3_000_000, reward_bound=19.5),
     # The book chapter's tuned Pong settings (seed 004): buffer 10k, start 10k, epsilon
     # 1.0 -> 0.02 over 100k frames, Adam 1e-4, batch 32, sync 1000, gamma 0.99, stop at 19.5.
     "pong-chapter": dict(env="Pong-v5", buffer_size=10_000, learning_starts=10_000,
@@ -168,15 +256,21 @@ PRESETS = {
 }
 
 # --env picks the preset of its environment unless --preset says otherwise.
-PRESET_OF_ENV = {"Pong-v5": "pong", "CartPole-v1": "cartpole", "FrozenLake-v1": "frozenlake",
+PRESET_OF_ENV = {"CartPole-v1": "cartpole", "FrozenLake-v1": "frozenlake",
                  "CartPole-pixels": "cartpole-pixels"}
+# Atari games with a preset of their own, by ROM name (dqnfast.envs.atari_game).
+PRESET_OF_ATARI_GAME = {"pong": "pong"}
 
 
 def preset_of_env(env: str) -> Optional[str]:
-    """The preset ``--env`` picks: the env's own, else "generic" for the gymnasium ids
-    that ``dqnfast.envs`` runs generically, else None (the dataclass defaults)."""
+    """The preset ``--env`` picks: the env's own; else for an Atari game its game's, or
+    "atari"; else "generic" for the gymnasium ids that ``dqnfast.envs`` runs
+    generically; else None (the dataclass defaults)."""
     if env in PRESET_OF_ENV:
         return PRESET_OF_ENV[env]
+    game = envs.atari_game(env)
+    if game is not None:
+        return PRESET_OF_ATARI_GAME.get(game, "atari")
     return "generic" if envs.is_generic_gymnasium(env) else None
 
 
@@ -186,7 +280,9 @@ def resolve(preset: Optional[str] = None, env: Optional[str] = None, **overrides
         preset = preset_of_env(env or Config.env)
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    values = dict(PRESETS.get(preset, {}))
+    values = copy.deepcopy(PRESETS.get(preset, {}))  # presets share their env_options
+    if overrides.get("cuda") and preset in ATARI_PRESETS:
+        values.update(copy.deepcopy(ATARI_GPU))
     if env is not None:
         values["env"] = env
     known = {f.name for f in dataclasses.fields(Config)}
@@ -198,6 +294,41 @@ def resolve(preset: Optional[str] = None, env: Optional[str] = None, **overrides
         values["reward_bound"] = envs.reward_threshold(values["env"])
     values["preset"] = preset
     return Config(**values)
+
+
+def setting_sources(cfg: Config) -> dict:
+    """Where each of ``cfg``'s values came from: its preset, the GPU values of the Atari
+    presets, the dataclass default, or given (a flag, an argument or a resumed run's
+    own)."""
+    preset_values = PRESETS.get(cfg.preset, {})
+    gpu_values = ATARI_GPU if cfg.cuda and cfg.preset in ATARI_PRESETS else {}
+    sources = {}
+    for f in dataclasses.fields(Config):
+        value = getattr(cfg, f.name)
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if f.name in gpu_values and value == gpu_values[f.name]:
+            sources[f.name] = "GPU values (--cuda)"
+        elif f.name in preset_values and value == preset_values[f.name]:
+            sources[f.name] = f"preset {cfg.preset}"
+        elif cfg.preset == "generic" and f.name == "reward_bound":
+            sources[f.name] = "the env's reward_threshold"
+        elif f.name not in gpu_values and f.name not in preset_values and value == default:
+            sources[f.name] = "default"
+        else:
+            sources[f.name] = "given"
+    return sources
+
+
+def describe_settings(cfg: Config) -> str:
+    """Every setting's value, grouped by where it came from (``setting_sources``)."""
+    groups = {}
+    for name, source in setting_sources(cfg).items():
+        if name != "preset":  # named in the heading
+            groups.setdefault(source, []).append(f"{name}={getattr(cfg, name)!r}")
+    lines = [f"settings ({cfg.env}, preset {cfg.preset}):"]
+    for source, values in groups.items():
+        lines.append(f"  {source}: " + " ".join(values))
+    return "\n".join(lines)
 
 
 # What a resumed run may change: it keeps every other setting it started with.
@@ -218,6 +349,11 @@ def read_config(run_dir) -> Config:
     return Config(**{**values, "hidden": tuple(values["hidden"])})
 
 
+_OVERWRITE_HELP = ("let a new run replace the run already in its folder (--run-dir): its "
+                   "config, logs, TensorBoard events, best model and checkpoint are removed "
+                   "first; without it, such a run is refused")
+
+
 def parse_args(argv=None) -> Tuple[Config, Optional[str]]:
     """(config, resume run folder or None) from the command line."""
     parser = argparse.ArgumentParser(prog="python -m dqnfast.train",
@@ -227,17 +363,20 @@ def parse_args(argv=None) -> Tuple[Config, Optional[str]]:
                         help="stop once the 100-episode mean return reaches it")
     parser.add_argument("--backend", choices=("envpool", "ale"),
                         help="Atari backend (default: envpool if installed, else ale)")
+    add_debug_flag(parser)
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
         if f.name in ("reward_bound", "env_options"):
             continue
         if f.type is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=_OVERWRITE_HELP if f.name == "overwrite" else None)
         elif f.name == "hidden":
             parser.add_argument(flag, type=int, nargs="+", default=None)
         else:
             parser.add_argument(flag, type=_scalar_type(f.type), default=None)
     args = vars(parser.parse_args(argv))
+    args.pop("debug")  # dqnfast.cli reads it
     resume = args.pop("resume")
     preset, env, backend = args.pop("preset"), args.pop("env"), args.pop("backend")
     overrides = {name: value for name, value in args.items() if value is not None}
@@ -258,5 +397,5 @@ def parse_args(argv=None) -> Tuple[Config, Optional[str]]:
 
 def _scalar_type(annotation) -> type:
     """int for int and Optional[int], likewise float; str otherwise."""
-    candidates = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
-    return candidates[0] if candidates[0] in (int, float) else str
+    kind = _value_class(annotation)
+    return kind if kind in (int, float) else str

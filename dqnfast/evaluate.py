@@ -11,8 +11,11 @@ import numpy as np
 import torch
 
 from dqnfast import envs
+from dqnfast.acting import select_actions
 from dqnfast.checkpoint import load_model
-from dqnfast.train import select_actions
+from dqnfast.cli import add_debug_flag, entry_point
+from dqnfast.extras import require_extra
+from dqnfast.learner import torch_device
 
 
 class Evaluation(NamedTuple):
@@ -27,6 +30,8 @@ def evaluate(checkpoint, *, episodes: int = 10, epsilon: float = 0.05, seed: int
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
+    if gif is not None:
+        require_extra("--gif", "train", "PIL")
     device = torch.device(device)
     q_network, config = load_model(checkpoint, device)
     options = dict(config.env_options)
@@ -63,8 +68,10 @@ def write_gif(path, frames, fps: int = 30) -> None:
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
 
 
+@entry_point
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dqnfast.evaluate", description=__doc__.split("\n")[0])
+    add_debug_flag(parser)
     parser.add_argument("checkpoint")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--epsilon", type=float, default=0.05)
@@ -74,7 +81,7 @@ def main(argv=None) -> None:
     parser.add_argument("--cuda", action="store_true")
     args = parser.parse_args(argv)
     result = evaluate(args.checkpoint, episodes=args.episodes, epsilon=args.epsilon, seed=args.seed,
-                      num_envs=args.num_envs, gif=args.gif, device="cuda" if args.cuda else "cpu")
+                      num_envs=args.num_envs, gif=args.gif, device=torch_device(args.cuda))
     print(f"{len(result.returns)} episodes: mean return {result.mean:.2f} +- {result.std:.2f}")
     if args.gif:
         print(f"wrote {args.gif}")

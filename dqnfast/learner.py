@@ -21,15 +21,18 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
+from dqnfast.acting import ActingNetwork
 from dqnfast.checkpoint import (BEST_MODEL, load_checkpoint, model_info, save_checkpoint,
                                 save_model)
 from dqnfast.config import Config, write_config
 from dqnfast.models import make_q_network
+from dqnfast.precision import warn_if_slow_precision
 from dqnfast.replay_buffer import ReplayBuffer
-from dqnfast.run_log import RunLog, truncate_to_step
+from dqnfast.run_log import RunLog, start_run_dir, truncate_to_step
+from dqnfast.time_shares import TimeShares
 from dqnfast.update import GraphedUpdate, Update
 
-LOG_INTERVAL_UPDATES = 100  # reading the loss back syncs the GPU: not every update
+LOG_INTERVAL_UPDATES = 100  # updates between logged losses
 RETURN_WINDOW = 100  # episodes in the mean that decides "solved" and the best model
 
 
@@ -87,11 +90,12 @@ def make_update(cfg: Config, q_network, target_network, optimizer, replay) -> Up
                 tau=cfg.tau, precision=cfg.precision)
 
 
-def training_device(cfg: Config) -> torch.device:
-    if cfg.cuda and not torch.cuda.is_available():
-        raise RuntimeError("--cuda was given, but torch sees no CUDA GPU "
-                           f"(torch {torch.__version__}, CUDA {torch.version.cuda})")
-    return torch.device("cuda" if cfg.cuda else "cpu")
+def torch_device(cuda: bool) -> torch.device:
+    """The GPU where ``cuda`` asks for it (a ValueError where torch sees none), else the CPU."""
+    if cuda and not torch.cuda.is_available():
+        raise ValueError("--cuda was given, but torch sees no CUDA GPU "
+                         f"(torch {torch.__version__}, CUDA {torch.version.cuda})")
+    return torch.device("cuda" if cuda else "cpu")
 
 
 class Learner:
@@ -102,9 +106,8 @@ class Learner:
     def __init__(self, cfg: Config, spec: EnvSpec, run_dir: Path, *, buffer_envs: int,
                  resume: bool = False):
         self.cfg, self.spec, self.run_dir = cfg, spec, Path(run_dir)
-        self.device = training_device(cfg)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(self.run_dir, cfg)  # a resumed run records what it may have extended
+        self.device = torch_device(cfg.cuda)
+        warn_if_slow_precision(cfg.precision, self.device)
         if cfg.torch_threads is not None:
             # Small networks run faster on one thread, and never stall on a busy machine.
             torch.set_num_threads(cfg.torch_threads)
@@ -122,7 +125,7 @@ class Learner:
             obs_dtype=spec.obs_dtype, device=self.device,
             storage_device=self.device if cfg.replay_on_gpu else "cpu", seed=cfg.seed,
             n_step=cfg.n_step, gamma=cfg.gamma, prioritized=cfg.prioritized, alpha=cfg.alpha,
-            beta=cfg.beta_start, priority_eps=cfg.priority_eps)
+            beta=cfg.beta_start, priority_eps=cfg.priority_eps, num_actions=spec.num_actions)
         self.step = self.updates = self.episodes = 0
         self.best_mean, wall_time = -math.inf, 0.0
         self.recent_returns = deque(maxlen=RETURN_WINDOW)
@@ -138,32 +141,64 @@ class Learner:
             self.recent_returns.extend(saved.pop("recent_returns"))
             self.resumed = saved
             truncate_to_step(self.run_dir, self.step)
+        else:  # a new run: its folder changes only now, with all of the above checked
+            start_run_dir(self.run_dir, cfg.overwrite)
+        write_config(self.run_dir, cfg)  # a resumed run records what it may have extended
         self.update = make_update(cfg, self.q_network, self.target_network, self.optimizer,
                                   self.replay)
+        self.acting = ActingNetwork(self.q_network, cfg.acting_refresh_updates)
+        self.time_shares = TimeShares(self.device)
         self.log = RunLog(self.run_dir, wall_time_offset=wall_time)
         self.progress = _progress_bar(cfg, self.step)
         self.mean_return = float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
         self.solved = self.out_of_time = self.learning = False
         self._previous_step = self.step
         self._last_log_time, self._last_log_step = time.time(), self.step
-        self._update_seconds = 0.0  # spent in updates since the last log line
+        self._pending_losses = None  # on a GPU: (host copy, its event, step), logged once done
+        self._best_pending = None  # on a GPU: (step, mean) of a best model saved at the next log
 
     @property
     def done(self) -> bool:
         return self.step >= self.cfg.total_steps or self.solved or self.out_of_time
 
-    def learn(self) -> None:
-        """One update (prioritized replay: with beta annealed to the current step)."""
+    def learn(self, updates: int = 1) -> None:
+        """``updates`` updates (prioritized replay: with beta annealed to the current
+        step); on a GPU they are queued, and nothing here waits for them."""
         if self.cfg.prioritized:
             self.replay.beta = beta_at(self.cfg, self.step)
-        start = time.perf_counter()
-        stats = self.update()
-        self._update_seconds += time.perf_counter() - start
-        self.updates += 1
-        if self.updates % LOG_INTERVAL_UPDATES == 0:  # one device-to-host read for both
-            td_loss, q_value = torch.stack([stats.loss, stats.q_taken.mean()]).tolist()
-            self.log.scalar("losses/td_loss", td_loss, self.step)
-            self.log.scalar("losses/q_values", q_value, self.step)
+        with self.time_shares.updating():
+            for _ in range(updates):
+                stats = self.update()
+                self.updates += 1
+                self.acting.after_update(self.updates)
+                if self.updates % LOG_INTERVAL_UPDATES == 0:
+                    self._queue_losses(stats)
+
+    def _queue_losses(self, stats) -> None:
+        """Logs the update's loss and mean Q-value: at once on the CPU; on a GPU from a
+        copy read at a later log line, once the GPU has made it (one at a time)."""
+        values = torch.stack([stats.loss.detach(), stats.q_taken.detach().mean()])
+        if self.device.type == "cpu":
+            self._log_losses(values.tolist(), self.step)
+        elif self._pending_losses is None:
+            host = torch.empty(2, pin_memory=True)
+            host.copy_(values, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
+            self._pending_losses = (host, copied, self.step)
+
+    def _log_losses(self, values, step: int) -> None:
+        td_loss, q_value = values
+        self.log.scalar("losses/td_loss", td_loss, step)
+        self.log.scalar("losses/q_values", q_value, step)
+
+    def _log_pending_losses(self, wait: bool) -> None:
+        if self._pending_losses is not None:
+            host, copied, step = self._pending_losses
+            if wait or copied.query():
+                copied.synchronize()
+                self._log_losses(host.tolist(), step)
+                self._pending_losses = None
 
     def advance(self, env_steps: int) -> None:
         self.step += env_steps
@@ -178,10 +213,20 @@ class Learner:
         self.mean_return = float(np.mean(self.recent_returns))
         if len(self.recent_returns) >= min(RETURN_WINDOW, 10) and self.mean_return > self.best_mean:
             self.best_mean = self.mean_return
-            save_model(self.run_dir / BEST_MODEL, self.q_network, model_info(self.cfg, self.spec),
-                       step=self.step, mean_return=self.mean_return)
+            self._best_pending = (self.step, self.mean_return)
+            if not self.acting.on_gpu:  # on a GPU: at the next log line, off the step's path
+                self._save_best_model()
         self.solved = (self.cfg.reward_bound is not None and len(self.recent_returns) >= RETURN_WINDOW
                        and self.mean_return >= self.cfg.reward_bound)
+
+    def _save_best_model(self) -> None:
+        """The acting weights (the learner's own on the CPU), read on the acting stream."""
+        if self._best_pending is not None:
+            step, mean_return = self._best_pending
+            with self.acting.context():
+                save_model(self.run_dir / BEST_MODEL, self.acting.network,
+                           model_info(self.cfg, self.spec), step=step, mean_return=mean_return)
+            self._best_pending = None
 
     def end_of_step(self, epsilon: Optional[float], checkpoint_extra: dict) -> None:
         """After the steps ``advance`` counted: the target sync, logs and progress (once a
@@ -194,19 +239,23 @@ class Learner:
         now = time.time()
         self.out_of_time = now >= self.deadline
         if now - self._last_log_time >= 1.0 or self.done:
-            sps = (step - self._last_log_step) / (now - self._last_log_time)
+            interval = now - self._last_log_time
+            sps = (step - self._last_log_step) / interval
             self.log.scalar("charts/SPS", sps, step)
-            if self.device.type == "cpu":  # a CUDA update returns before the GPU is done
-                self.log.scalar("charts/update_share", self._update_seconds / (now - self._last_log_time), step)
-            self._update_seconds = 0.0
+            shares = self.time_shares.take(interval)
+            for phase, share in shares.items():
+                self.log.scalar(f"time_share/{phase}", share, step)
             if epsilon is not None:
                 self.log.scalar("charts/epsilon", epsilon, step)
+            self._log_pending_losses(wait=False)
+            self._save_best_model()
             self.log.flush()
             if self.progress is not None:
                 self.progress.update(step - self.progress.n)
-                self.progress.set_postfix(sps=f"{sps:.0f}", episodes=self.episodes,
-                                          mean_return=f"{self.mean_return:.2f}",
-                                          **({} if epsilon is None else {"epsilon": f"{epsilon:.3f}"}))
+                self.progress.set_postfix(
+                    sps=f"{sps:.0f}", episodes=self.episodes, mean_return=f"{self.mean_return:.2f}",
+                    **({} if epsilon is None else {"epsilon": f"{epsilon:.3f}"}),
+                    time="/".join(f"{round(100 * share)}" for share in shares.values()) + "%")
             self._last_log_time, self._last_log_step = now, step
         # Out of time: a last checkpoint, so that the run can be resumed from here.
         if step // cfg.checkpoint_interval > previous // cfg.checkpoint_interval or self.out_of_time:
@@ -224,6 +273,8 @@ class Learner:
 
     def close(self) -> TrainResult:
         """Closes the logs and prints how the run ended."""
+        self._log_pending_losses(wait=True)
+        self._save_best_model()
         if self.progress is not None:
             self.progress.close()
         self.log.close()

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 _ELEMENTWISE_LOSSES = {"huber": F.smooth_l1_loss, "mse": F.mse_loss}
+LOSSES = tuple(_ELEMENTWISE_LOSSES)  # the names dqn_loss takes
 
 
 class DQNLoss(NamedTuple):

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dqnfast.run_log import EPISODES_CSV
+from dqnfast.cli import add_debug_flag, entry_point
+from dqnfast.extras import require_extra
 from dqnfast.learner import RETURN_WINDOW
+from dqnfast.run_log import EPISODES_CSV
 
 
 def read_episodes(run_dir) -> dict:
@@ -29,6 +31,7 @@ def running_mean(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot(run_dir, out=None) -> Path:
+    require_extra("python -m dqnfast.plot", "train", "matplotlib")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -54,8 +57,10 @@ def plot(run_dir, out=None) -> Path:
     return out
 
 
+@entry_point
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dqnfast.plot", description=__doc__.split("\n")[0])
+    add_debug_flag(parser)
     parser.add_argument("run_dir")
     parser.add_argument("--out", help="PNG file (default: RUN_DIR/learning_curve.png)")
     args = parser.parse_args(argv)

@@ -1,12 +1,65 @@
-"""A training run's folder: TensorBoard scalars, CSV beside them, the episode record."""
+"""A training run's folder: TensorBoard scalars, CSV beside them, the episode record;
+and which files make a run, which a new run in the same folder refuses to replace
+unless told to."""
 import csv
 import json
+import re
+import shutil
 import time
+from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
+
+from dqnfast.checkpoint import BEST_MODEL, CHECKPOINT_DIR
+from dqnfast.config import CONFIG_JSON, Config
 
 SCALARS_CSV = "scalars.csv"
 EPISODES_CSV = "episodes.csv"
+TENSORBOARD_EVENTS = "events.out.tfevents.*"
+
+
+def run_files(run_dir) -> List[Path]:
+    """The files of a run in ``run_dir`` (the checkpoint folder as one)."""
+    folder = Path(run_dir)
+    named = [folder / name for name in (CONFIG_JSON, SCALARS_CSV, EPISODES_CSV, BEST_MODEL,
+                                        CHECKPOINT_DIR)]
+    return [path for path in named if path.exists()] + sorted(folder.glob(TENSORBOARD_EVENTS))
+
+
+def refuse_existing_run(run_dir, overwrite: bool) -> None:
+    """A FileExistsError where ``run_dir`` holds a run, unless ``overwrite``."""
+    found = run_files(run_dir)
+    if found and not overwrite:
+        raise FileExistsError(
+            f"{run_dir} holds a run already ({', '.join(path.name for path in found)}); "
+            "--overwrite replaces its config, logs, TensorBoard events, best model and "
+            "checkpoint, --resume continues it from its checkpoint, or pick another --run-dir")
+
+
+def run_dir_of(cfg: Config, resume_dir: Optional[str]) -> Path:
+    """The run's folder: the one resumed, ``cfg.run_dir``, or by default
+    runs/<env>__<preset>__<seed>__<time>, the env id as one folder name
+    (ALE/Breakout-v5: ALE-Breakout-v5). A new run into a folder that holds a run is
+    refused here, before anything starts, unless ``cfg.overwrite``."""
+    if resume_dir is not None:
+        return Path(resume_dir)
+    env = re.sub(r"[^A-Za-z0-9._-]", "-", cfg.env)
+    run_dir = Path(cfg.run_dir or Path("runs") / (
+        f"{env}__{cfg.preset}__{cfg.seed}__{datetime.now():%Y%m%d-%H%M%S}"))
+    refuse_existing_run(run_dir, cfg.overwrite)
+    return run_dir
+
+
+def start_run_dir(run_dir, overwrite: bool) -> None:
+    """Readies ``run_dir`` for a new run: refused where it holds one, unless
+    ``overwrite``, which removes that run's files (other files stay)."""
+    refuse_existing_run(run_dir, overwrite)
+    for path in run_files(run_dir):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
 
 
 class RunLog:

@@ -8,10 +8,7 @@ buffer on the GPU the sampling is inside the graph too; with host storage the bu
 fills its (fixed) pinned-and-copied batch tensors first and the graph reads them.
 Neither waits for the GPU: ``UpdateStats`` holds device tensors, read only when logged.
 
-``precision="bfloat16"`` runs the networks' convolutions and matrix products under
-autocast in bfloat16 (weights, gradients, optimizer state, targets and loss stay
-float32): on CPUs with AVX-512 BF16 a batch-32 Nature-CNN update took about 22 ms
-against 35 ms in float32 on one core (``benchmarks/RESULTS.md``).
+``precision="bfloat16"``: see ``dqnfast.precision``.
 
 The batch brings its own discounts (gamma^k of its n-step windows, 0 past a
 termination). With prioritized replay the loss is weighted by the batch's importance
@@ -24,20 +21,8 @@ import torch
 from torch import nn
 
 from dqnfast.loss import dqn_loss
+from dqnfast.precision import autocast_of
 from dqnfast.replay_buffer import ReplayBuffer
-
-
-PRECISIONS = ("float32", "bfloat16")
-
-
-def autocast_of(precision: str, network: nn.Module) -> torch.autocast:
-    """The autocast context for ``precision`` on the device of ``network`` (disabled
-    for float32). Not cached: its casts must not outlive a CUDA graph's capture."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    device_type = next(network.parameters()).device.type
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bfloat16",
-                          cache_enabled=False)
 
 
 class UpdateStats(NamedTuple):

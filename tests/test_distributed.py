@@ -159,7 +159,11 @@ def test_bad_settings_are_refused_before_anything_starts(tmp_path):
             (dict(actors=2, ray_address="nowhere"), ValueError, "ray_address must be HOST:PORT"),
             (dict(actors=2, chunk_steps=100), ValueError,
              "a chunk of num_envs \\* chunk_steps = 800 env steps spans more than "
-             "target_update_interval=500")):
+             "target_update_interval=500"),
+            # Ray on this machine: no more actors than its CPUs, unless they share them.
+            (dict(actors=os.cpu_count() + 1), ValueError,
+             f"{os.cpu_count() + 1} actors of 1 CPU need {os.cpu_count() + 1} CPUs; this machine "
+             f"has {os.cpu_count()}: lower --actors, or --actor-cpus to share CPUs among actors")):
         with pytest.raises(error, match=match):
             train(resolve("cartpole", run_dir=str(run_dir), progress=False, **overrides))
         assert not run_dir.exists()
@@ -171,7 +175,7 @@ def test_bad_settings_are_refused_before_anything_starts(tmp_path):
 
 def test_actors_without_ray_name_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
-    with pytest.raises(ImportError, match=r"--actors needs Ray, in the 'distributed' extra"):
+    with pytest.raises(ImportError, match=r"--actors needs the 'distributed' extra \(missing: ray\)"):
         train(resolve("cartpole", actors=2, run_dir=str(tmp_path / "run"), progress=False))
     assert not (tmp_path / "run").exists()
 

@@ -1,5 +1,4 @@
 """The training loop, its checkpoints, evaluation and plots, with tiny settings."""
-import os
 import signal
 import subprocess
 import sys
@@ -11,12 +10,14 @@ import pytest
 import torch
 
 import dqnfast
+from dqnfast.acting import epsilon_at
 from dqnfast.checkpoint import load_model
 from dqnfast.config import PRESETS, parse_args, resolve
 from dqnfast.evaluate import evaluate
 from dqnfast.learner import beta_at
 from dqnfast.plot import plot, read_episodes
-from dqnfast.train import epsilon_at, train
+from dqnfast.time_shares import PHASES
+from dqnfast.train import train
 
 TINY = dict(buffer_size=2_000, learning_starts=200, batch_size=16, checkpoint_interval=200,
             target_update_interval=200, epsilon_decay_steps=500, progress=False)
@@ -26,12 +27,13 @@ TINY = dict(buffer_size=2_000, learning_starts=200, batch_size=16, checkpoint_in
 def test_every_preset_runs(tmp_path, preset):
     # generic: an update per 10 env steps; 1,500 steps make the 100 that log a loss.
     # pong: its own 10 envs (an update per 10 env steps), n-step and prioritized replay.
-    steps = {"pong": 2_000, "pong-chapter": 200 + 64, "nature": 200 + 64,
+    # atari: Breakout with the same.
+    steps = {"pong": 2_000, "atari": 2_000, "pong-chapter": 200 + 64, "nature": 200 + 64,
              "generic": 1_500}.get(preset, 1_000)
     overrides = dict(TINY, total_steps=steps, run_dir=str(tmp_path / preset))
     if preset in ("pong-chapter", "nature", "cartpole-pixels"):
         overrides.update(num_envs=2)
-    if preset in ("pong", "pong-chapter", "nature"):
+    if preset in ("atari", "pong", "pong-chapter", "nature"):
         overrides.update(env_options={**PRESETS[preset].get("env_options", {}),
                                       "max_episode_frames": 400})
     result = train(resolve(preset, **overrides))
@@ -42,10 +44,14 @@ def test_every_preset_runs(tmp_path, preset):
     scalars = (run_dir / "scalars.csv").read_text()
     for name in ("charts/SPS", "charts/epsilon", "losses/td_loss", "losses/q_values"):
         assert name in scalars or (name.startswith("losses") and steps < 400), name
-    # The share of wall-clock time spent in updates, once a second.
-    shares = [float(line.rsplit(",", 1)[1]) for line in scalars.splitlines()
-              if ",charts/update_share," in line]
-    assert shares and all(0.0 <= share <= 1.0 for share in shares), shares
+    # Each phase's share of the wall-clock time, once a second; on the CPU every
+    # phase is host time, so together they cover at most the whole interval.
+    shares = {phase: [float(line.rsplit(",", 1)[1]) for line in scalars.splitlines()
+                      if f",time_share/{phase}," in line] for phase in PHASES}
+    assert all(len(values) == len(shares["env_step"]) > 0 for values in shares.values()), shares
+    for interval in zip(*shares.values()):
+        assert all(share >= 0.0 for share in interval) and sum(interval) <= 1.0 + 1e-6, interval
+    assert max(shares["updating"]) > 0.0 and max(shares["env_step"]) > 0.0
     if preset in ("pong", "cartpole-pixels"):  # a GIF of the raw screen
         gif = tmp_path / "play.gif"
         evaluate(run_dir / "checkpoint" / "state.pt", episodes=1, gif=str(gif))
@@ -81,7 +87,7 @@ def test_env_without_a_preset_gets_the_generic_one():
         assert (cfg.env, cfg.preset, cfg.reward_bound) == (env, "generic", bound)
         assert (cfg.hidden, cfg.train_frequency, cfg.learning_rate) == ((120, 84), 10, 2.5e-4)
     assert parse_args(["--env", "Acrobot-v1", "--reward", "-80"])[0].reward_bound == -80.0
-    assert parse_args(["--env", "Breakout-v5"])[0].preset is None  # Atari: no generic preset
+    assert parse_args(["--env", "Breakout-v5"])[0].preset == "atari"  # Atari: not generic
 
 
 def test_gymnasium_env_trains_and_leaves_a_complete_run(tmp_path):
@@ -163,16 +169,16 @@ def test_kill_and_resume_continues_where_the_checkpoint_left(tmp_path, replay_fl
     cfg, resume = parse_args(["--resume", str(run_dir), "--total-steps", str(saved["step"] + 400),
                               "--no-progress"])
     resumed_buffers = []
-    original_load = dqnfast.ReplayBuffer.load
+    original_load = dqnfast.ReplayBuffer.load_state_dict
 
-    def spy(self, path):  # the buffer the resumed run starts from
-        original_load(self, path)
+    def spy(self, state):  # the buffer the resumed run starts from
+        original_load(self, state)
         resumed_buffers.append({n: t.clone() for n, t in self.state_dict()["storage"].items()})
-    dqnfast.ReplayBuffer.load = spy
+    dqnfast.ReplayBuffer.load_state_dict = spy
     try:
         result = train(cfg, resume)
     finally:
-        dqnfast.ReplayBuffer.load = original_load
+        dqnfast.ReplayBuffer.load_state_dict = original_load
     assert result.steps == saved["step"] + 400
     for name, tensor in checkpointed.state_dict()["storage"].items():
         assert torch.equal(resumed_buffers[0][name], tensor), name
@@ -241,20 +247,24 @@ def test_evaluate_and_plot_a_run(tmp_path):
 def test_cuda_flag_without_gpu_is_a_clear_error(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
-    with pytest.raises(RuntimeError, match="--cuda was given, but torch sees no CUDA GPU"):
+    with pytest.raises(ValueError, match="--cuda was given, but torch sees no CUDA GPU"):
         train(resolve("cartpole", cuda=True, run_dir=str(tmp_path / "run"), progress=False))
+    assert not (tmp_path / "run").exists()
 
 
-def test_train_without_its_extra_names_the_extra(monkeypatch):
+def test_train_without_its_extra_names_the_extra(monkeypatch, capsys):
     import importlib.util
 
     import dqnfast.train as train_module
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "tqdm" else find_spec(name, *a))
-    with pytest.raises(SystemExit, match=r"needs the 'train' extra \(missing: tqdm\): "
-                                         r"pip install --no-build-isolation -e '\.\[train\]'"):
+    with pytest.raises(SystemExit) as stopped:
         train_module.main(["--env", "CartPole-v1"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: python -m dqnfast.train needs the 'train' extra (missing: tqdm): pip install "
+        "--no-build-isolation -e '.[train]' in the dqnfast source tree (or: make setup)\n")
 
 
 @pytest.mark.parametrize("run, seed", [("pong", 2), ("pong-seed1", 1)])

@@ -17,7 +17,7 @@ from dqnfast.config import Config
 from dqnfast.distributed.chunks import Chunk, ChunkBuilder, n_step_targets, stacks
 from dqnfast.learner import EnvSpec
 from dqnfast.models import make_q_network
-from dqnfast.train import select_actions
+from dqnfast.acting import select_actions
 
 
 def apex_epsilon(index: int, num_actors: int, base: float = 0.4, exponent: float = 7.0) -> float:

@@ -15,45 +15,33 @@ import os
 import socket
 import sys
 import time
-from pathlib import Path
 from typing import Optional
 
 from dqnfast import envs
 from dqnfast.config import Config
 from dqnfast.distributed.actor import remote_actor_class, weights_of
 from dqnfast.distributed.chunks import add_chunk
-from dqnfast.learner import EnvSpec, Learner, TrainResult, training_device
+from dqnfast.extras import require_extra
+from dqnfast.learner import EnvSpec, Learner, TrainResult, torch_device
+from dqnfast.run_log import run_dir_of
 
-RATIO_POLICIES = ("throttle", "free")
 _CONNECT_TIMEOUT_S = 5.0
 
 
 def import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise ImportError("--actors needs Ray, in the 'distributed' extra: pip install "
-                          "--no-build-isolation -e '.[distributed]' in the dqnfast source "
-                          "tree") from None
+    require_extra("--actors", "distributed", "ray")
+    import ray
     return ray
 
 
-def check_config(cfg: Config) -> None:
-    """The distributed settings, checked before anything starts."""
-    for name in ("actors", "chunk_steps", "weight_sync_interval"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an int of at least 1, got {value!r}")
-    if not cfg.actor_cpus > 0:
-        raise ValueError(f"actor_cpus must be positive, got {cfg.actor_cpus!r}")
-    if cfg.ratio_policy not in RATIO_POLICIES:
-        raise ValueError(f"ratio_policy must be one of {RATIO_POLICIES}, got {cfg.ratio_policy!r}")
-    # The target syncs once per chunk at most: a chunk must not span two sync intervals.
-    chunk_env_steps = cfg.num_envs * cfg.chunk_steps
-    if cfg.tau >= 1.0 and chunk_env_steps > cfg.target_update_interval:
-        raise ValueError(f"a chunk of num_envs * chunk_steps = {chunk_env_steps} env steps "
-                         f"spans more than target_update_interval={cfg.target_update_interval}: "
-                         "lower chunk_steps")
+def check_cpus(cfg: Config, cpus: float, where: str) -> None:
+    """Refuses more actors than ``cpus`` (those of ``where``) hold at ``actor_cpus`` each:
+    actors beyond the CPUs take turns on them and play slower, each one."""
+    if cpus < cfg.actors * cfg.actor_cpus:
+        raise ValueError(f"{cfg.actors} actors of {cfg.actor_cpus:g} CPU need "
+                         f"{cfg.actors * cfg.actor_cpus:g} CPUs; {where} has {cpus:g}: lower "
+                         "--actors, or --actor-cpus to share CPUs among actors (each then "
+                         "plays slower)")
 
 
 def check_reachable(address: Optional[str]) -> None:
@@ -79,31 +67,28 @@ def updates_owed(cfg: Config, step: int) -> int:
 
 
 def train_distributed(cfg: Config, resume_dir: Optional[str] = None) -> TrainResult:
-    from dqnfast.train import default_run_dir
-
-    check_config(cfg)
     ray = import_ray()
-    training_device(cfg)
+    torch_device(cfg.cuda)
+    run_dir = run_dir_of(cfg, resume_dir)
     probe = envs.make(cfg.env, num_envs=1, seed=cfg.seed, **cfg.env_options)
     spec = EnvSpec.of(probe)
     probe.close()
     check_reachable(cfg.ray_address)
     started_ray = not ray.is_initialized()
     if started_ray:
-        local_cpus = None if cfg.ray_address else max(os.cpu_count() or 1,
-                                                      math.ceil(cfg.actors * cfg.actor_cpus))
+        local_cpus = None
+        if cfg.ray_address is None:  # Ray on this machine, with its CPUs and no more
+            local_cpus = os.cpu_count() or 1
+            check_cpus(cfg, local_cpus, "this machine")
         ray.init(address=cfg.ray_address, num_cpus=local_cpus, include_dashboard=False,
                  logging_level="warning")
     try:
-        cpus = ray.cluster_resources().get("CPU", 0)
-        if cpus < cfg.actors * cfg.actor_cpus:
-            raise ValueError(f"{cfg.actors} actors of {cfg.actor_cpus:g} CPU need "
-                             f"{cfg.actors * cfg.actor_cpus:g} CPUs; the Ray cluster has {cpus:g}")
+        check_cpus(cfg, ray.cluster_resources().get("CPU", 0), "the Ray cluster")
         # Chunks go into host memory (add_frames reads them where Ray put them); with
         # --cuda the update reads pinned batches copied to the GPU.
         cfg = dataclasses.replace(cfg, replay_on_gpu=False)
-        learner = Learner(cfg, spec, Path(resume_dir or default_run_dir(cfg)),
-                          buffer_envs=cfg.actors * cfg.num_envs, resume=resume_dir is not None)
+        learner = Learner(cfg, spec, run_dir, buffer_envs=cfg.actors * cfg.num_envs,
+                          resume=resume_dir is not None)
         fleet = _Fleet(ray, cfg, learner)
         try:
             fleet.run()

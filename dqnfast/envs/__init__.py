@@ -56,9 +56,10 @@ any other gymnasium id    with discrete actions and a 1-D ``Box`` observation: A
 share are in ``options``.
 """
 import difflib
+from typing import Optional
 
 from dqnfast.envs.ale_atari import _AleAtari
-from dqnfast.envs.atari import _atari_game, _atari_options, atari_games
+from dqnfast.envs.atari import _atari_game, _atari_options, atari_games, env_threads
 from dqnfast.envs.base import VectorEnv
 from dqnfast.envs.envpool_atari import _EnvpoolAtari
 from dqnfast.envs.gym_classic import _CLASSIC_MAKERS, CLASSIC_ENV_IDS
@@ -67,8 +68,8 @@ from dqnfast.envs.gym_generic import (_GymVectorState, _is_registered, _register
 # _importable tells the tests and benchmarks which backends are installed.
 from dqnfast.envs.options import _check_int, _importable  # noqa: F401
 
-__all__ = ["VectorEnv", "make", "atari_games", "CLASSIC_ENV_IDS", "is_generic_gymnasium",
-           "render_options", "reward_threshold"]
+__all__ = ["VectorEnv", "make", "atari_game", "atari_games", "env_threads", "CLASSIC_ENV_IDS",
+           "is_generic_gymnasium", "render_options", "reward_threshold"]
 
 
 def make(env_id: str, num_envs: int = 1, seed: int = 0, **options) -> VectorEnv:
@@ -98,6 +99,13 @@ def make(env_id: str, num_envs: int = 1, seed: int = 0, **options) -> VectorEnv:
     if _is_registered(env_id):
         return _GymVectorState(env_id, num_envs, seed, options)
     raise ValueError(_unknown_env_message(env_id))
+
+
+def atari_game(env_id: str) -> Optional[str]:
+    """The Atari game ``make`` plays for ``env_id``, by its ROM name ("pong" for
+    "Pong-v5" and "ALE/Pong-v5", "ms_pacman" for "MsPacman-v5"), or None where
+    ``env_id`` names no game of the installed backends."""
+    return _atari_game(env_id)
 
 
 def is_generic_gymnasium(env_id: str) -> bool:

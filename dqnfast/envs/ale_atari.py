@@ -3,7 +3,7 @@ modes and how the two Atari backends compare."""
 import numpy as np
 import torch
 
-from dqnfast.envs.atari import _ATARI_RAW_SIZE, _FrameStacks, _rgb_of_env_0
+from dqnfast.envs.atari import _ATARI_RAW_SIZE, _FrameStacks, _rgb_of_env_0, env_threads
 from dqnfast.envs.base import VectorEnv
 
 
@@ -16,7 +16,8 @@ class _AleAtari(VectorEnv):
     ALE's ``episodic_life`` restarts the whole game on a life loss, so it runs with
     ``life_loss_info`` instead (terminated on a life loss, the game goes on), and this
     class spends the next step of that env on FIRE (or NOOP): the same reset step that
-    envpool takes there.
+    envpool takes there. ``step_async`` uses ALE's own send/recv: its threads step
+    while the caller goes on.
     """
 
     def __init__(self, env_id: str, game: str, num_envs: int, seed: int, opts: dict):
@@ -28,7 +29,7 @@ class _AleAtari(VectorEnv):
         height, width = opts["img_size"] if native else _ATARI_RAW_SIZE
         self._env = AtariVectorEnv(
             game, num_envs,
-            num_threads=opts["num_threads"],
+            num_threads=env_threads(opts["num_threads"], num_envs),
             max_num_frames_per_episode=opts["max_episode_frames"],
             repeat_action_probability=float(opts["repeat_action_probability"]),
             full_action_space=opts["full_action_space"],
@@ -68,13 +69,27 @@ class _AleAtari(VectorEnv):
         self._life_lost[:] = False
         return self._stacks.reset(obs[:, 0])
 
+    _sends_async = True
+
     def _step(self, actions, reset_step, new_game):
+        self._send(actions)
+        return self._recv(reset_step, new_game)
+
+    def _send(self, actions):
         # Envs that lost a life (and only that) reset here by pressing FIRE (or NOOP);
         # ALE itself ignores the action of an env that ended its game.
-        life_reset = reset_step & self._life_lost
+        life_reset = self._resetting & self._life_lost
         if life_reset.any():
-            actions = np.where(life_reset, self._life_reset_action, actions).astype(np.int32)
-        obs, reward, terminated, truncated, info = self._env.step(actions)
+            actions = np.where(life_reset, self._life_reset_action, actions)
+        self._env.send(actions)
+
+    def _recv(self, reset_step, new_game):
+        obs, reward, terminated, truncated, info = self._env.recv()
+        order = info["env_id"]
+        if np.any(order[1:] < order[:-1]):  # in env order, as the books keep them
+            order = np.argsort(order)
+            obs, reward, terminated, truncated = (x[order] for x in (obs, reward, terminated, truncated))
+            info = {"lives": info["lives"][order]}
         lives = info["lives"].astype(np.int64)
         if self._episodic_life:
             # A termination with lives lost but some left is a lost life, the rule
@@ -83,6 +98,11 @@ class _AleAtari(VectorEnv):
         self._lives = lives
         obs = self._stacks.push(obs[:, 0], new_game)
         return obs, reward, terminated, truncated, ~self._life_lost
+
+    @property
+    def backend_env(self):
+        """ALE's own ``AtariVectorEnv``, which this env drives (to measure it alone)."""
+        return self._env
 
     def _render(self) -> np.ndarray:
         return _rgb_of_env_0(self._stacks, self.env_id)

@@ -9,7 +9,8 @@ each game reset, the last one FIRE with ``fire_reset``; 0 acts as 1),
 unclipped), ``repeat_action_probability=0.0`` (sticky actions off),
 ``max_episode_frames=108_000`` (30 minutes of play; truncated after
 ``max_episode_frames // frame_skip`` steps), ``frame_stack=4``, ``img_size=(84, 84)``,
-``full_action_space=False``, ``num_threads=0`` (the backend's choice),
+``full_action_space=False``, ``num_threads=0`` (one per usable core, at most one per
+env: ``env_threads``),
 ``backend=None`` ("envpool" if installed, else "ale") and ``preprocess=None``:
 "native" (the backend emits gray ``img_size`` frames) or "dqnfast" (the backend
 emits max-pooled RGB frames, 210x160, and dqnfast's ``preprocess_frames`` and
@@ -56,6 +57,7 @@ only to report life losses and spends the reset step on one FIRE (or NOOP) step,
 OpenAI Baselines' ``EpisodicLifeEnv`` with ``FireResetEnv`` does. Either way the frame
 stack is refilled with copies of the first frame only at the start of a game.
 """
+import os
 import re
 from typing import Any, Dict, Optional, Tuple
 
@@ -82,6 +84,14 @@ _ATARI_DEFAULTS: Dict[str, Any] = {
     "preprocess": None,
 }
 _ATARI_RAW_SIZE = (210, 160)  # the ALE screen, (height, width)
+
+
+def env_threads(num_threads: int, num_envs: int) -> int:
+    """The emulator threads to run: ``num_threads``, or for 0 one per core this process
+    may use, at most one per env (more threads than cores only contend for them)."""
+    if num_threads > 0:
+        return num_threads
+    return max(1, min(num_envs, len(os.sched_getaffinity(0))))
 
 
 def _atari_options(env_id: str, options: dict) -> dict:

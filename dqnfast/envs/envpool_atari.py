@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from dqnfast.envs.atari import _ATARI_RAW_SIZE, _camel, _FrameStacks, _rgb_of_env_0
+from dqnfast.envs.atari import _ATARI_RAW_SIZE, _camel, _FrameStacks, _rgb_of_env_0, env_threads
 from dqnfast.envs.base import VectorEnv
 
 
@@ -19,7 +19,7 @@ class _EnvpoolAtari(VectorEnv):
         height, width = opts["img_size"] if native else _ATARI_RAW_SIZE
         self._env = envpool.make_gymnasium(
             task_id, num_envs=num_envs, seed=seed,
-            num_threads=opts["num_threads"],
+            num_threads=env_threads(opts["num_threads"], num_envs),
             noop_max=max(opts["noop_max"], 1),  # envpool takes 1..noop_max no-ops
             frame_skip=opts["frame_skip"],
             use_fire_reset=opts["fire_reset"],
@@ -62,6 +62,11 @@ class _EnvpoolAtari(VectorEnv):
             obs = self._stacks.push(obs, new_game)
         # info["reward"] is the unclipped reward too; info["terminated"] is game over.
         return obs, reward, terminated, truncated, info["terminated"][order].astype(bool)
+
+    @property
+    def backend_env(self):
+        """envpool's own vector env, which this env drives (to measure it alone)."""
+        return self._env
 
     def _render(self) -> np.ndarray:
         return _rgb_of_env_0(self._stacks, self.env_id)

@@ -18,17 +18,15 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from dqnfast.envs.gym_vector import _GymVectorEnv, _render_mode, _time_limit
+from dqnfast.envs.gym_vector import _GymVectorEnv, _gym_make, _render_mode, _time_limit
 from dqnfast.envs.options import _importable, _with_defaults
 
 
 class _GymVectorState(_GymVectorEnv):
     def __init__(self, env_id, num_envs, seed, options):
-        import gymnasium
-
         opts = _with_defaults(env_id, options, {"max_episode_steps": None, "render": False})
         gym_kwargs = {**_render_mode(opts), **_time_limit(opts)}
-        probe = gymnasium.make(env_id, **gym_kwargs)
+        probe = _gym_make(env_id, **gym_kwargs)
         try:
             obs_shape = _vector_state_shape(env_id, probe.action_space, probe.observation_space)
         finally:

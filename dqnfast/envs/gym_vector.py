@@ -14,11 +14,10 @@ class _GymVectorEnv(VectorEnv):
 
     def __init__(self, env_id: str, gym_id: str, num_envs: int, seed: int,
                  obs_shape, obs_dtype, frame_stack: int = 1, **gym_kwargs):
-        import gymnasium
         from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
         def make_one():
-            return gymnasium.make(gym_id, **gym_kwargs)
+            return _gym_make(gym_id, **gym_kwargs)
 
         self._env = SyncVectorEnv([make_one] * num_envs, autoreset_mode=AutoresetMode.NEXT_STEP)
         self._seed: Optional[int] = seed
@@ -45,6 +44,17 @@ class _GymVectorEnv(VectorEnv):
     def _close(self) -> None:
         self._env.close()
         self._env = None
+
+
+def _gym_make(gym_id: str, **gym_kwargs):
+    """``gymnasium.make``; where the env needs a package that is not installed, an
+    ImportError with gymnasium's word on how to install it."""
+    import gymnasium
+
+    try:
+        return gymnasium.make(gym_id, **gym_kwargs)
+    except gymnasium.error.DependencyNotInstalled as error:
+        raise ImportError(f"{gym_id} needs a package that is not installed: {error}") from None
 
 
 def _render_mode(opts: dict) -> dict:
