@@ -54,13 +54,15 @@ def select_actions(q_network: nn.Module, obs, epsilon: float, num_actions: int,
 
 class ActingNetwork:
     """The network that chooses the actions of a training run (see the module's
-    docstring for which weights those are on the CPU and on a GPU)."""
+    docstring for which weights those are on the CPU and on a GPU). With
+    ``own_copy=False`` the learner's network itself is the acting one on a GPU too (a
+    learner whose actors act elsewhere)."""
 
-    def __init__(self, q_network: nn.Module, refresh_updates: int):
+    def __init__(self, q_network: nn.Module, refresh_updates: int, own_copy: bool = True):
         self.q_network = q_network
         self.device = next(q_network.parameters()).device
         self.refresh_updates = refresh_updates
-        if self.device.type != "cuda":
+        if self.device.type != "cuda" or not own_copy:
             self.network, self.stream = q_network, None
             return
         self.stream = torch.cuda.Stream(self.device)

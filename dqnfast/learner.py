@@ -101,10 +101,11 @@ def torch_device(cuda: bool) -> torch.device:
 class Learner:
     """One run's learning state in ``run_dir``; ``resume`` loads its last checkpoint
     (``resumed`` then holds the checkpoint's extra entries, see ``end_of_step``).
-    The buffer has ``buffer_envs`` environment streams."""
+    The buffer has ``buffer_envs`` environment streams. ``acts_here``: this process
+    acts with ``acting`` (the single-process loop); else actors elsewhere do."""
 
     def __init__(self, cfg: Config, spec: EnvSpec, run_dir: Path, *, buffer_envs: int,
-                 resume: bool = False):
+                 resume: bool = False, acts_here: bool = True):
         self.cfg, self.spec, self.run_dir = cfg, spec, Path(run_dir)
         self.device = torch_device(cfg.cuda)
         warn_if_slow_precision(cfg.precision, self.device)
@@ -146,7 +147,8 @@ class Learner:
         write_config(self.run_dir, cfg)  # a resumed run records what it may have extended
         self.update = make_update(cfg, self.q_network, self.target_network, self.optimizer,
                                   self.replay)
-        self.acting = ActingNetwork(self.q_network, cfg.acting_refresh_updates)
+        self.acting = ActingNetwork(self.q_network, cfg.acting_refresh_updates,
+                                    own_copy=acts_here)
         self.time_shares = TimeShares(self.device)
         self.log = RunLog(self.run_dir, wall_time_offset=wall_time)
         self.progress = _progress_bar(cfg, self.step)
@@ -155,7 +157,7 @@ class Learner:
         self._previous_step = self.step
         self._last_log_time, self._last_log_step = time.time(), self.step
         self._pending_losses = None  # on a GPU: (host copy, its event, step), logged once done
-        self._best_pending = None  # on a GPU: (step, mean) of a best model saved at the next log
+        self._best_pending = None  # (step, mean) of a best model to save (on a GPU: at a log line)
 
     @property
     def done(self) -> bool:
@@ -242,7 +244,7 @@ class Learner:
             interval = now - self._last_log_time
             sps = (step - self._last_log_step) / interval
             self.log.scalar("charts/SPS", sps, step)
-            shares = self.time_shares.take(interval)
+            shares = self.time_shares.take()
             for phase, share in shares.items():
                 self.log.scalar(f"time_share/{phase}", share, step)
             if epsilon is not None:

@@ -8,7 +8,6 @@ target syncs, episode books). All are host wall-clock time except ``updating`` o
 GPU, which is the GPU's own time running the updates (CUDA events): there the
 updates overlap the other phases, so the shares can add up to more than 1.
 """
-import contextlib
 import time
 from typing import Dict, List, Tuple
 
@@ -17,40 +16,71 @@ import torch
 PHASES = ("env_step", "acting", "adding", "updating", "logging")
 
 
+class _HostTimer:
+    """Adds the host time spent inside each ``with`` block to ``seconds`` (one block at
+    a time: a plain object rather than a generator, a step enters several)."""
+    __slots__ = ("seconds", "start")
+
+    def __init__(self):
+        self.seconds, self.start = 0.0, None  # start: of the open block, else None
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.seconds += time.perf_counter() - self.start
+        self.start = None
+
+
+class _GpuTimer:
+    """Records a CUDA event pair around each ``with`` block, read once the GPU is done."""
+
+    def __init__(self):
+        self.pending: List[Tuple[torch.cuda.Event, torch.cuda.Event]] = []
+
+    def __enter__(self):
+        self.pending.append((torch.cuda.Event(enable_timing=True),
+                             torch.cuda.Event(enable_timing=True)))
+        self.pending[-1][0].record()
+
+    def __exit__(self, *exc):
+        self.pending[-1][1].record()
+
+    def done_seconds(self) -> float:
+        """The GPU time of the finished blocks, which it forgets (the rest stay)."""
+        seconds = 0.0
+        while self.pending and self.pending[0][1].query():
+            start, end = self.pending.pop(0)
+            seconds += start.elapsed_time(end) / 1e3
+        return seconds
+
+
 class TimeShares:
     def __init__(self, device: torch.device):
-        self.on_gpu = device.type == "cuda"
-        self._seconds = dict.fromkeys(PHASES, 0.0)
-        self._update_events: List[Tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._timers = {phase: _HostTimer() for phase in PHASES}
+        self._gpu_updates = _GpuTimer() if device.type == "cuda" else None
+        self._last_take = time.perf_counter()
 
-    @contextlib.contextmanager
-    def measure(self, phase: str):
-        """Adds the host time spent inside the block to ``phase``."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._seconds[phase] += time.perf_counter() - start
+    def measure(self, phase: str) -> _HostTimer:
+        """A context that adds the host time spent inside it to ``phase``."""
+        return self._timers[phase]
 
-    @contextlib.contextmanager
     def updating(self):
-        """Times a block of updates: its GPU time on a GPU, else its host time."""
-        if not self.on_gpu:
-            with self.measure("updating"):
-                yield
-            return
-        start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
-        start.record()
-        yield
-        end.record()
-        self._update_events.append((start, end))
+        """A context that times a block of updates: its GPU time on a GPU, else its
+        host time."""
+        return self._timers["updating"] if self._gpu_updates is None else self._gpu_updates
 
-    def take(self, interval_seconds: float) -> Dict[str, float]:
-        """Each phase's share of the ``interval_seconds`` since the last call (GPU update
-        blocks still running are counted in a later interval)."""
-        while self._update_events and self._update_events[0][1].query():
-            start, end = self._update_events.pop(0)
-            self._seconds["updating"] += start.elapsed_time(end) / 1e3
-        shares = {phase: seconds / interval_seconds for phase, seconds in self._seconds.items()}
-        self._seconds = dict.fromkeys(PHASES, 0.0)
+    def take(self) -> Dict[str, float]:
+        """Each phase's share of the wall-clock time since the last call. A block open
+        now counts up to now here, the rest of it in the next interval; GPU update
+        blocks still running count in a later interval."""
+        now = time.perf_counter()
+        interval, self._last_take = now - self._last_take, now
+        if self._gpu_updates is not None:
+            self._timers["updating"].seconds += self._gpu_updates.done_seconds()
+        shares = {}
+        for phase, timer in self._timers.items():
+            if timer.start is not None:
+                timer.seconds, timer.start = timer.seconds + now - timer.start, now
+            shares[phase], timer.seconds = timer.seconds / interval, 0.0
         return shares

@@ -61,3 +61,10 @@ def test_acting_never_waits_for_queued_updates_and_takes_their_snapshot():
     with torch.no_grad():
         expected = q_network(obs).argmax(dim=1).cpu().numpy()
     assert np.array_equal(acting.act(obs, 0.0, 3, rng), expected)
+
+
+@needs_cuda
+def test_a_learner_whose_actors_act_elsewhere_keeps_no_copy():
+    q_network = MLP(4, 3, hidden=(8,)).cuda()
+    acting = ActingNetwork(q_network, refresh_updates=1, own_copy=False)
+    assert acting.network is q_network and not acting.on_gpu

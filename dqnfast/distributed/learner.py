@@ -88,7 +88,7 @@ def train_distributed(cfg: Config, resume_dir: Optional[str] = None) -> TrainRes
         # --cuda the update reads pinned batches copied to the GPU.
         cfg = dataclasses.replace(cfg, replay_on_gpu=False)
         learner = Learner(cfg, spec, run_dir, buffer_envs=cfg.actors * cfg.num_envs,
-                          resume=resume_dir is not None)
+                          resume=resume_dir is not None, acts_here=False)
         fleet = _Fleet(ray, cfg, learner)
         try:
             fleet.run()
