@@ -19,66 +19,100 @@ from dqnfast.loss import LOSSES
 from dqnfast.precision import PRECISIONS
 
 
+def setting(default, help: str):
+    """A ``Config`` field with its description, which ``--help`` shows: one source for
+    both. A class as default (``dict``) makes a fresh one per ``Config``."""
+    if isinstance(default, type):
+        return field(default_factory=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class Config:
+    """Every setting of a training run, each with its description (``--help``)."""
+
     # -- environment --
-    env: str = "Pong-v5"
-    num_envs: int = 1
-    seed: int = 1
-    env_options: dict = field(default_factory=dict)  # passed to dqnfast.envs.make
+    env: str = setting("Pong-v5", "environment id: an Atari game as <Game>-v5 or ALE/<Game>-v5, "
+                       "CartPole-v1, FrozenLake-v1, CartPole-pixels or a gymnasium id; picks "
+                       "its preset")
+    num_envs: int = setting(1, "environments stepped together (per actor with --actors)")
+    seed: int = setting(1, "seeds the envs, the networks, the buffer and exploration")
+    env_options: dict = setting(dict, "options passed to dqnfast.envs.make (presets set them)")
     # -- replay --
-    buffer_size: int = 10_000
-    learning_starts: int = 10_000  # env steps before the first update
-    batch_size: int = 32
-    n_step: int = 1  # n-step returns: targets sum n rewards, then bootstrap (1: one-step DQN)
-    prioritized: bool = False  # proportional prioritized replay (Schaul et al. 2016)
-    alpha: float = 0.6  # priority exponent: p = (|TD error| + priority_eps) ** alpha
-    beta_start: float = 0.4  # importance-weight exponent, annealed linearly over the run
-    beta_end: float = 1.0  # ... to this at total_steps (Schaul et al.: 0.4 -> 1)
-    priority_eps: float = 1e-6
+    buffer_size: int = setting(10_000, "replay capacity in transitions, all envs together")
+    learning_starts: int = setting(10_000, "env steps before the first update")
+    batch_size: int = setting(32, "transitions per update")
+    n_step: int = setting(1, "n-step returns: targets sum n rewards, then bootstrap (1: one-step "
+                          "DQN)")
+    prioritized: bool = setting(False, "proportional prioritized replay (Schaul et al. 2016)")
+    alpha: float = setting(0.6, "priority exponent: p = (|TD error| + priority_eps) ** alpha")
+    beta_start: float = setting(0.4, "importance-weight exponent at the start, annealed "
+                                "linearly over the run")
+    beta_end: float = setting(1.0, "importance-weight exponent at total_steps (Schaul et al.: "
+                              "0.4 -> 1)")
+    priority_eps: float = setting(1e-6, "added to |TD error| so that no priority is 0")
     # -- updates --
-    gamma: float = 0.99
-    optimizer: str = "adam"  # adam | adamw | rmsprop
-    learning_rate: float = 1e-4
-    adam_eps: float = 1e-8
-    max_grad_norm: Optional[float] = None  # gradient clipping by global norm
-    loss: str = "huber"  # huber | mse
-    double_dqn: bool = False
-    dueling: bool = False
-    hidden: Tuple[int, ...] = (128, 128)  # MLP layers for vector states
-    train_frequency: int = 1  # vector-env steps between updates
-    gradient_steps: int = 1  # updates each time
-    target_update_interval: int = 1_000  # env steps between hard syncs (tau == 1)
-    tau: float = 1.0  # 1: hard sync every target_update_interval; < 1: soft update after each update
-    precision: str = "float32"  # float32 | bfloat16 (autocast: convolutions in bf16, the CNN's head float32)
+    gamma: float = setting(0.99, "discount factor")
+    optimizer: str = setting("adam", "adam, adamw (amsgrad) or rmsprop (centered, the Nature "
+                             "paper's)")
+    learning_rate: float = setting(1e-4, "the optimizer's learning rate")
+    adam_eps: float = setting(1e-8, "the optimizer's epsilon (Adam's, or RMSProp's)")
+    max_grad_norm: Optional[float] = setting(None, "clip gradients to this global norm (none: "
+                                             "no clipping)")
+    loss: str = setting("huber", "huber or mse, of the TD error")
+    double_dqn: bool = setting(False, "Double DQN targets: the online network picks the next "
+                               "action, the target network values it")
+    dueling: bool = setting(False, "a dueling head: value and advantage streams")
+    hidden: Tuple[int, ...] = setting((128, 128), "hidden layer widths of the MLP for vector "
+                                      "states")
+    train_frequency: int = setting(1, "vector-env steps between rounds of updates")
+    gradient_steps: int = setting(1, "updates in each round")
+    target_update_interval: int = setting(1_000, "env steps between hard target syncs (tau 1)")
+    tau: float = setting(1.0, "1: hard target syncs every target_update_interval; below 1: a "
+                         "soft update by tau after each update")
+    precision: str = setting("float32", "float32, or bfloat16: convolutions and matrix products "
+                             "under autocast, the CNN's head in float32")
     # -- exploration --
-    epsilon_schedule: str = "linear"  # linear | exponential
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.02
-    epsilon_decay_steps: int = 100_000  # linear: steps to reach the end; exponential: time constant
+    epsilon_schedule: str = setting("linear", "linear or exponential decay of epsilon")
+    epsilon_start: float = setting(1.0, "exploration rate at the start")
+    epsilon_end: float = setting(0.02, "exploration rate at the end of the decay")
+    epsilon_decay_steps: int = setting(100_000, "linear: env steps to reach epsilon_end; "
+                                       "exponential: the time constant")
     # -- run --
-    total_steps: int = 2_000_000  # env steps, all envs together
-    reward_bound: Optional[float] = None  # stop once the 100-episode mean reaches it
-    cuda: bool = False
-    cuda_graph: bool = True  # with cuda: replay the update (and target sync) as CUDA graphs
-    replay_on_gpu: bool = True  # with cuda: keep the replay buffer in GPU memory
-    async_envs: bool = False  # step the envs on a worker thread while the network updates
-    acting_refresh_updates: int = 1  # with cuda: updates between snapshots for the acting copy
-    torch_threads: Optional[int] = None  # CPU threads for torch (None: its default)
-    run_dir: Optional[str] = None  # default: runs/<env>__<preset>__<seed>__<time>
-    overwrite: bool = False  # a new run may replace the run in run_dir (else it is refused)
-    checkpoint_interval: int = 100_000  # env steps between full checkpoints
-    max_minutes: Optional[float] = None  # wall-clock limit of this run: then checkpoint and stop
-    progress: bool = True
-    preset: Optional[str] = None
+    total_steps: int = setting(2_000_000, "env steps of the run, all envs together")
+    reward_bound: Optional[float] = setting(None, "stop once the 100-episode mean return "
+                                            "reaches it")
+    cuda: bool = setting(False, "train on the GPU (the Atari presets take their GPU values)")
+    cuda_graph: bool = setting(True, "with cuda: replay the update and the target sync as CUDA "
+                               "graphs")
+    replay_on_gpu: bool = setting(True, "with cuda: keep the replay buffer in GPU memory (else "
+                                  "pinned host memory)")
+    async_envs: bool = setting(False, "step the envs while the network updates")
+    acting_refresh_updates: int = setting(1, "with cuda: updates between snapshots of the "
+                                          "learner's weights for the acting copy")
+    torch_threads: Optional[int] = setting(None, "CPU threads for torch (none: its default)")
+    run_dir: Optional[str] = setting(None, "the run's folder (default: runs/<env>__<preset>__"
+                                     "<seed>__<time>)")
+    overwrite: bool = setting(False, "let a new run replace the run already in its folder: its "
+                              "config, logs, TensorBoard events, best model and checkpoint are "
+                              "removed first; without it, such a run is refused")
+    checkpoint_interval: int = setting(100_000, "env steps between full checkpoints")
+    max_minutes: Optional[float] = setting(None, "wall-clock limit of this run: then a "
+                                           "checkpoint, and stop")
+    progress: bool = setting(True, "show a progress bar")
+    preset: Optional[str] = setting(None, "the preset to start from (default: the env's own; "
+                                    "see dqnfast/config.py)")
     # -- distributed (Ape-X on Ray: dqnfast.distributed; num_envs is then per actor) --
-    actors: Optional[int] = None  # None: the single-process loop; N: N Ray actors play
-    ray_address: Optional[str] = None  # None: start Ray on this machine; or HOST:PORT, "auto"
-    chunk_steps: int = 50  # vector steps an actor plays per chunk it sends
-    weight_sync_interval: int = 100  # updates between weight publications (Ape-X: ~400 frames)
-    actor_cpus: float = 1.0  # CPUs Ray reserves per actor
-    ratio_policy: str = "throttle"  # throttle: actors wait for the updates the replay ratio
-    # owes; free: actors never wait, the learner updates between chunks, the ratio may drop
+    actors: Optional[int] = setting(None, "N Ray actors play (Ape-X); none: the single-process "
+                                    "loop")
+    ray_address: Optional[str] = setting(None, "a Ray cluster to join, HOST:PORT or auto (none: "
+                                         "start Ray on this machine)")
+    chunk_steps: int = setting(50, "vector steps an actor plays per chunk it sends")
+    weight_sync_interval: int = setting(100, "updates between weight publications to the "
+                                        "actors")
+    actor_cpus: float = setting(1.0, "CPUs Ray reserves per actor")
+    ratio_policy: str = setting("throttle", "throttle: actors wait for the updates the replay "
+                                "ratio owes; free: they never wait, and the ratio may drop")
 
     def __post_init__(self):
         """Every setting checked, so that a bad one stops a run before anything is made."""
@@ -349,32 +383,28 @@ def read_config(run_dir) -> Config:
     return Config(**{**values, "hidden": tuple(values["hidden"])})
 
 
-_OVERWRITE_HELP = ("let a new run replace the run already in its folder (--run-dir): its "
-                   "config, logs, TensorBoard events, best model and checkpoint are removed "
-                   "first; without it, such a run is refused")
-
-
 def parse_args(argv=None) -> Tuple[Config, Optional[str]]:
     """(config, resume run folder or None) from the command line."""
     parser = argparse.ArgumentParser(prog="python -m dqnfast.train",
                                      description="Train a DQN agent.")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    fields = {f.name: f for f in dataclasses.fields(Config)}
     parser.add_argument("--reward", type=float, dest="reward_bound",
-                        help="stop once the 100-episode mean return reaches it")
+                        help=fields["reward_bound"].metadata["help"])
     parser.add_argument("--backend", choices=("envpool", "ale"),
                         help="Atari backend (default: envpool if installed, else ale)")
     add_debug_flag(parser)
-    for f in dataclasses.fields(Config):
+    for f in fields.values():
         flag = "--" + f.name.replace("_", "-")
         if f.name in ("reward_bound", "env_options"):
             continue
+        described = dict(default=None, help=f.metadata["help"])
         if f.type is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=_OVERWRITE_HELP if f.name == "overwrite" else None)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **described)
         elif f.name == "hidden":
-            parser.add_argument(flag, type=int, nargs="+", default=None)
+            parser.add_argument(flag, type=int, nargs="+", **described)
         else:
-            parser.add_argument(flag, type=_scalar_type(f.type), default=None)
+            parser.add_argument(flag, type=_scalar_type(f.type), **described)
     args = vars(parser.parse_args(argv))
     args.pop("debug")  # dqnfast.cli reads it
     resume = args.pop("resume")

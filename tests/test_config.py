@@ -88,3 +88,15 @@ def test_a_random_policy_never_solves_an_atari_game(tmp_path, monkeypatch):
     assert result.solved is False
     assert result.run_dir.parent == Path("runs")
     assert result.run_dir.name.startswith("ALE-MsPacman-v5__atari__")
+
+
+def test_help_describes_every_flag(capsys):
+    """Each flag's text is its Config field's own description."""
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    # Compared without whitespace: argparse wraps lines, also at hyphens.
+    text = "".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(Config):
+        if f.name != "env_options":  # set by presets and --backend, no flag of its own
+            assert "".join(f.metadata["help"].split()) in text, f.name
+    assert "--rewardREWARD_BOUNDstoponcethe100-episodemeanreturnreachesit" in text

@@ -256,6 +256,7 @@ def _actor_episodes(run_dir, actor):
         return [row for row in csv.DictReader(handle) if row["actor"] == str(actor)]
 
 
+@pytest.mark.slow
 def test_two_actors_learn_cartpole(local_ray, tmp_path):
     """Budget: 60k env steps of 2 actors x 8 envs with the cartpole preset's ratio."""
     run_dir = tmp_path / "run"

@@ -11,6 +11,8 @@ from dqnfast.config import PRESETS, resolve
 from dqnfast.evaluate import evaluate
 from dqnfast.train import train
 
+pytestmark = pytest.mark.slow  # minutes of training
+
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_cartpole_preset_solves(seed, tmp_path):

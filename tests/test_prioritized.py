@@ -165,10 +165,19 @@ def test_stale_updates_are_ignored_and_duplicates_take_the_largest():
 
 
 def test_update_priorities_takes_any_device_and_dtype_of_floats():
-    rb, _, _ = filled(num_envs=1, per_env=10, steps=12)
-    batch = rb.sample(3)
-    rb.update_priorities(batch.index.numpy(), np.array([1.0, 2.0, 3.0]))  # float64 numpy
-    rb.update_priorities(batch.index.int(), torch.tensor([1.0, 2.0, 3.0], dtype=torch.float16))
+    rb, ref, _ = filled(num_envs=1, per_env=10, steps=12)
+    keys = sorted(ref.sampleable())[:3]  # three distinct transitions
+    index = np.array([index_of(rb, key) for key in keys])
+
+    def stored():
+        priority = rb.state_dict()["storage"]["priority"]
+        return [priority[env, number % 10].item() for env, number in keys]
+
+    rb.update_priorities(index, np.array([1.0, 2.0, 3.0]))  # float64 numpy
+    assert stored() == pytest.approx([(p + rb.priority_eps) ** rb.alpha for p in (1, 2, 3)])
+    rb.update_priorities(torch.from_numpy(index).int(),
+                         torch.tensor([4.0, 5.0, 6.0], dtype=torch.float16))
+    assert stored() == pytest.approx([(p + rb.priority_eps) ** rb.alpha for p in (4, 5, 6)])
 
 
 BAD_UPDATES = [

@@ -507,6 +507,17 @@ def test_concurrent_add_and_sample_never_tears():
     def frame(t, e):
         return np.full((16, 16), (t * num_envs + e) % 251, np.uint8)
 
+    def reporting_errors(work):
+        """Runs ``work``; any exception it raises fails the test (not a thread's warning)."""
+        def run():
+            try:
+                work()
+            except Exception as error:  # noqa: BLE001 (the test reports it)
+                errors.append(error)
+            finally:
+                stop.set()
+        return run
+
     def actor():
         t = 0
         stacks = np.stack([[frame(j, e) for j in range(k)] for e in range(num_envs)])
@@ -519,27 +530,23 @@ def test_concurrent_add_and_sample_never_tears():
             stacks, t = nxt, t + 1
 
     def learner():
-        try:
-            while len(rb) < 64:
-                time.sleep(0.001)
-            for _ in range(300):
-                batch = rb.sample(64)
-                for i, reward in enumerate(batch.reward.tolist()):
-                    t, e = divmod(int(reward), num_envs)
-                    want = np.stack([frame(t + j, e) for j in range(k + 1)])
-                    assert batch.action[i].item() == int(reward) % 7
-                    np.testing.assert_array_equal(batch.obs[i].numpy(), want[:k])
-                    np.testing.assert_array_equal(batch.next_obs[i].numpy(), want[1:])
-        except AssertionError as error:
-            errors.append(error)
-        finally:
-            stop.set()
+        while len(rb) < 64:
+            time.sleep(0.001)
+        for _ in range(300):
+            batch = rb.sample(64)
+            for i, reward in enumerate(batch.reward.tolist()):
+                t, e = divmod(int(reward), num_envs)
+                want = np.stack([frame(t + j, e) for j in range(k + 1)])
+                assert batch.action[i].item() == int(reward) % 7
+                np.testing.assert_array_equal(batch.obs[i].numpy(), want[:k])
+                np.testing.assert_array_equal(batch.next_obs[i].numpy(), want[1:])
 
-    threads = [threading.Thread(target=actor), threading.Thread(target=learner)]
+    threads = [threading.Thread(target=reporting_errors(work)) for work in (actor, learner)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
     assert not errors, errors[0]
     assert len(rb) == 400  # the actor kept adding while the learner sampled
 
