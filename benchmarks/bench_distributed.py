@@ -24,7 +24,7 @@ import torch
 
 ray = pytest.importorskip("ray", reason="the distributed extra installs ray")
 from dqnfast import ReplayBuffer  # noqa: E402
-from dqnfast.config import resolve  # noqa: E402
+from dqnfast.presets import resolve  # noqa: E402
 from dqnfast.distributed.chunks import ChunkBuilder, add_chunk  # noqa: E402
 from dqnfast.train import train  # noqa: E402
 

@@ -57,7 +57,7 @@ import torch
 pytest.importorskip("cv2", reason="the chapter's Pong wrappers resize with OpenCV")
 pytest.importorskip("ale_py", reason="the chapter's Pong loop plays through ale-py")
 import textbook_loops  # noqa: E402
-from dqnfast.config import resolve  # noqa: E402
+from dqnfast.presets import resolve  # noqa: E402
 from dqnfast.train import train  # noqa: E402
 
 SEED = 1

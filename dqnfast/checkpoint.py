@@ -88,7 +88,7 @@ def load_model(path, device="cpu"):
     if not (isinstance(saved, dict) and {"q_network", "config"} <= set(saved)):
         raise ValueError(f"{path} holds no dqnfast model: expected a {BEST_MODEL} or a "
                          f"{CHECKPOINT_DIR}/{STATE}")
-    config = Config(**{**saved["config"], "hidden": tuple(saved["config"]["hidden"])})
+    config = Config.from_dict(saved["config"])
     q_network = make_q_network(saved["obs_shape"], getattr(torch, saved["obs_dtype"].removeprefix("torch.")),
                                saved["num_actions"], dueling=config.dueling, hidden=config.hidden)
     q_network.load_state_dict(saved["q_network"])

@@ -3,7 +3,7 @@
 The loop, top to bottom: act epsilon-greedily in all environments at once, start the
 environments' step, run the updates owed while they step, store the step's
 transitions in the compiled replay buffer; the learner syncs the target network,
-logs and checkpoints. Settings: ``dqnfast.config``; which weights act:
+logs and checkpoints. Settings: ``dqnfast.config``, ``dqnfast.presets``; which weights act:
 ``dqnfast.acting``; where observations live: ``dqnfast.observations``.
 
 Which transitions an update may sample: those stored up to the previous vector step
@@ -18,7 +18,8 @@ import numpy as np
 from dqnfast import envs
 from dqnfast.acting import epsilon_at
 from dqnfast.cli import entry_point
-from dqnfast.config import Config, describe_settings, parse_args
+from dqnfast.config import Config
+from dqnfast.presets import describe_settings, parse_args
 from dqnfast.extras import require_extra
 from dqnfast.learner import EnvSpec, Learner, TrainResult, torch_device
 from dqnfast.observations import observations_for

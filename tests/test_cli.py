@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dqnfast import evaluate, plot, precision, train
-from dqnfast.config import resolve
+from dqnfast.presets import resolve
 
 TOOLS = {"train": train.main, "evaluate": evaluate.main, "plot": plot.main}
 

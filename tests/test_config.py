@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from dqnfast import learner
-from dqnfast.config import ATARI_GPU, Config, describe_settings, parse_args, resolve, setting_sources
+from dqnfast.config import Config
+from dqnfast.presets import ATARI_GPU, describe_settings, parse_args, resolve, setting_sources
 from dqnfast.train import train
 
 # The settings that learn Atari in general (Tianshou's Atari DQN, Rainbow's replay, the

@@ -15,7 +15,7 @@ import torch
 
 import dqnfast
 from dqnfast import envs
-from dqnfast.config import parse_args, resolve
+from dqnfast.presets import parse_args, resolve
 from dqnfast.distributed.actor import Actor, actor_seed, apex_epsilon, weights_of
 from dqnfast.distributed.chunks import ChunkBuilder, add_chunk, n_step_targets
 from dqnfast.distributed.learner import check_reachable, train_distributed, updates_owed

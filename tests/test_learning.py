@@ -7,7 +7,7 @@ at least 70% of them (the optimal policy: about 74%).
 """
 import pytest
 
-from dqnfast.config import PRESETS, resolve
+from dqnfast.presets import PRESETS, resolve
 from dqnfast.evaluate import evaluate
 from dqnfast.train import train
 

@@ -9,7 +9,7 @@ import torch
 
 import dqnfast
 from dqnfast.checkpoint import save_checkpoint
-from dqnfast.config import parse_args, resolve
+from dqnfast.presets import parse_args, resolve
 from dqnfast.run_log import run_dir_of
 from dqnfast.train import train
 

@@ -14,7 +14,7 @@ import dqnfast
 from dqnfast import envs
 from dqnfast.acting import epsilon_at
 from dqnfast.checkpoint import load_model
-from dqnfast.config import PRESETS, parse_args, resolve
+from dqnfast.presets import PRESETS, parse_args, resolve
 from dqnfast.evaluate import evaluate
 from dqnfast.learner import beta_at
 from dqnfast.plot import plot, read_episodes

@@ -40,7 +40,7 @@ class Actor:
 
     def __init__(self, config: dict, index: int, num_actors: int,
                  torch_threads: Optional[int] = None):
-        cfg = Config(**{**config, "hidden": tuple(config["hidden"])})
+        cfg = Config.from_dict(config)
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
         self.cfg, self.index = cfg, index

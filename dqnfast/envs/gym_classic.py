@@ -1,4 +1,4 @@
-"""The classic gymnasium environments named here, each with a preset in ``dqnfast.config``:
+"""The classic gymnasium environments named here, each with a preset in ``dqnfast.presets``:
 
 ========================  ================================================================
 ``"CartPole-v1"``         float32 (4,) state (the setup of ``gym_generic``).
