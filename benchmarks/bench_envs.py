@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from dqnfast import envs
+from dqnfast.extras import importable
 
 NUM_ENVS = 8
 ROUNDS = 5
@@ -37,9 +38,9 @@ NEEDS = {"envpool": "envpool", "ale": "ale_py"}
 @pytest.mark.parametrize("env_id, options, steps", [m[1:] for m in MODES], ids=[m[0] for m in MODES])
 def test_env_steps(benchmark, env_id, options, steps):
     backend = options.get("backend")
-    if backend is not None and not envs._importable(NEEDS[backend]):
+    if backend is not None and not importable(NEEDS[backend]):
         pytest.skip(f"{backend} is not installed")
-    if env_id == "CartPole-pixels" and not envs._importable("pygame"):
+    if env_id == "CartPole-pixels" and not importable("pygame"):
         pytest.skip("CartPole-pixels renders with pygame")
     with envs.make(env_id, num_envs=NUM_ENVS, seed=0, **options) as env:
         rng = np.random.default_rng(0)
@@ -77,7 +78,7 @@ def test_atari_env_against_its_backend(benchmark, driver, backend, num_envs):
     clipping and, for ALE, frame stacks). extra_info: ``env_steps_per_s``, ``threads``
     and, for dqnfast, ``backend_over_dqnfast`` (the backend's rate over dqnfast's, in
     this run; at most 1.25 is the aim)."""
-    if not envs._importable(NEEDS[backend]):
+    if not importable(NEEDS[backend]):
         pytest.skip(f"{backend} is not installed")
     benchmark.group = f"atari-vs-backend-{backend}-{num_envs}"
     steps = max(RAW_ENV_STEPS_PER_ROUND // num_envs, 20)

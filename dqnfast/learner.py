@@ -22,18 +22,16 @@ import numpy as np
 import torch
 
 from dqnfast.acting import ActingNetwork
-from dqnfast.checkpoint import (BEST_MODEL, load_checkpoint, model_info, save_checkpoint,
-                                save_model)
+from dqnfast.checkpoint import BEST_MODEL, load_checkpoint, model_info, save_checkpoint, save_model
 from dqnfast.config import Config, write_config
 from dqnfast.models import make_q_network
 from dqnfast.precision import warn_if_slow_precision
 from dqnfast.replay_buffer import ReplayBuffer
-from dqnfast.run_log import RunLog, start_run_dir, truncate_to_step
+from dqnfast.run_log import RETURN_WINDOW, RunLog, start_run_dir, truncate_to_step
 from dqnfast.time_shares import TimeShares
 from dqnfast.update import GraphedUpdate, Update
 
 LOG_INTERVAL_UPDATES = 100  # updates between logged losses
-RETURN_WINDOW = 100  # episodes in the mean that decides "solved" and the best model
 
 
 class EnvSpec(NamedTuple):
@@ -145,8 +143,8 @@ class Learner:
         else:  # a new run: its folder changes only now, with all of the above checked
             start_run_dir(self.run_dir, cfg.overwrite)
         write_config(self.run_dir, cfg)  # a resumed run records what it may have extended
-        self.update = make_update(cfg, self.q_network, self.target_network, self.optimizer,
-                                  self.replay)
+        self.update_step = make_update(cfg, self.q_network, self.target_network, self.optimizer,
+                                       self.replay)
         self.acting = ActingNetwork(self.q_network, cfg.acting_refresh_updates,
                                     own_copy=acts_here)
         self.time_shares = TimeShares(self.device)
@@ -170,7 +168,7 @@ class Learner:
             self.replay.beta = beta_at(self.cfg, self.step)
         with self.time_shares.updating():
             for _ in range(updates):
-                stats = self.update()
+                stats = self.update_step()
                 self.updates += 1
                 self.acting.after_update(self.updates)
                 if self.updates % LOG_INTERVAL_UPDATES == 0:
@@ -237,7 +235,7 @@ class Learner:
         cfg, previous, step = self.cfg, self._previous_step, self.step
         self._previous_step = step
         if cfg.tau >= 1.0 and step // cfg.target_update_interval > previous // cfg.target_update_interval:
-            self.update.sync_target()
+            self.update_step.sync_target()
         now = time.time()
         self.out_of_time = now >= self.deadline
         if now - self._last_log_time >= 1.0 or self.done:

@@ -10,8 +10,7 @@ import numpy as np
 
 from dqnfast.cli import add_debug_flag, entry_point
 from dqnfast.extras import require_extra
-from dqnfast.learner import RETURN_WINDOW
-from dqnfast.run_log import EPISODES_CSV
+from dqnfast.run_log import EPISODES_CSV, RETURN_WINDOW
 
 
 def read_episodes(run_dir) -> dict:

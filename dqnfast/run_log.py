@@ -15,6 +15,7 @@ from dqnfast.config import CONFIG_JSON, Config
 
 SCALARS_CSV = "scalars.csv"
 EPISODES_CSV = "episodes.csv"
+RETURN_WINDOW = 100  # episodes in the mean that decides "solved" and the best model
 TENSORBOARD_EVENTS = "events.out.tfevents.*"
 
 

@@ -15,11 +15,11 @@ import torch
 
 import dqnfast
 from dqnfast import envs
-from dqnfast.presets import parse_args, resolve
 from dqnfast.distributed.actor import Actor, actor_seed, apex_epsilon, weights_of
 from dqnfast.distributed.chunks import ChunkBuilder, add_chunk, n_step_targets
-from dqnfast.distributed.learner import check_reachable, train_distributed, updates_owed
+from dqnfast.distributed.learner_loop import check_reachable, train_distributed, updates_owed
 from dqnfast.evaluate import evaluate
+from dqnfast.presets import parse_args, resolve
 from dqnfast.train import train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -186,7 +186,7 @@ def test_failing_actors_back_off_then_end_the_run():
     run with its error."""
     from types import SimpleNamespace
 
-    from dqnfast.distributed import learner as distributed
+    from dqnfast.distributed import learner_loop as distributed
 
     logged = []
     fleet = SimpleNamespace(lost_chunks=0, failures=[0, 0], retry_at={}, learner=SimpleNamespace(

@@ -5,11 +5,12 @@ import torch
 
 import dqnfast
 from dqnfast import envs
+from dqnfast.extras import importable
 
 gymnasium = pytest.importorskip("gymnasium")
-HAS_ENVPOOL = envs._importable("envpool")
-HAS_ALE = envs._importable("ale_py")
-HAS_PYGAME = envs._importable("pygame")
+HAS_ENVPOOL = importable("envpool")
+HAS_ALE = importable("ale_py")
+HAS_PYGAME = importable("pygame")
 needs_envpool = pytest.mark.skipif(not HAS_ENVPOOL, reason="envpool is not installed")
 needs_ale = pytest.mark.skipif(not HAS_ALE, reason="ale-py is not installed")
 

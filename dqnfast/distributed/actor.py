@@ -2,22 +2,23 @@
 epsilon-greedily with its own epsilon and sends chunks of experience with their
 first priorities.
 
-``Actor`` is a plain class (tests drive it directly); ``dqnfast.distributed.learner``
+``Actor`` is a plain class (tests drive it directly); ``dqnfast.distributed.learner_loop``
 runs it as a Ray actor that Ray restarts when it dies.
 """
 import os
 import sys
 import warnings
 from typing import Optional
+
 import numpy as np
 import torch
 
 from dqnfast import envs
+from dqnfast.acting import select_actions
 from dqnfast.config import Config
 from dqnfast.distributed.chunks import Chunk, ChunkBuilder, n_step_targets, stacks
 from dqnfast.learner import EnvSpec
 from dqnfast.models import make_q_network
-from dqnfast.acting import select_actions
 
 
 def apex_epsilon(index: int, num_actors: int, base: float = 0.4, exponent: float = 7.0) -> float:

@@ -56,17 +56,15 @@ any other gymnasium id    with discrete actions and a 1-D ``Box`` observation: A
 share are in ``options``.
 """
 import difflib
-from typing import Optional
 
-from dqnfast.envs.ale_atari import _AleAtari
-from dqnfast.envs.atari import _atari_game, _atari_options, atari_games, env_threads
+from dqnfast.envs.ale_atari import AleAtari
+from dqnfast.envs.atari import atari_game, atari_games, atari_options, env_threads
 from dqnfast.envs.base import VectorEnv
-from dqnfast.envs.envpool_atari import _EnvpoolAtari
-from dqnfast.envs.gym_classic import _CLASSIC_MAKERS, CLASSIC_ENV_IDS
-from dqnfast.envs.gym_generic import (_GymVectorState, _is_registered, _registered_ids,
+from dqnfast.envs.envpool_atari import EnvpoolAtari
+from dqnfast.envs.gym_classic import CLASSIC_ENV_IDS, CLASSIC_MAKERS
+from dqnfast.envs.gym_generic import (GymVectorState, is_registered, registered_ids,
                                       reward_threshold)
-# _importable tells the tests and benchmarks which backends are installed.
-from dqnfast.envs.options import _check_int, _importable  # noqa: F401
+from dqnfast.envs.options import check_int
 
 __all__ = ["VectorEnv", "make", "atari_game", "atari_games", "env_threads", "CLASSIC_ENV_IDS",
            "is_generic_gymnasium", "render_options", "reward_threshold"]
@@ -90,29 +88,22 @@ def make(env_id: str, num_envs: int = 1, seed: int = 0, **options) -> VectorEnv:
     """
     if not isinstance(env_id, str):
         raise TypeError(f"env_id must be a str, got {type(env_id).__name__}")
-    _check_int("num_envs", num_envs, minimum=1)
-    _check_int("seed", seed, minimum=0)
-    if env_id in _CLASSIC_MAKERS:
-        return _CLASSIC_MAKERS[env_id](env_id, num_envs, seed, options)
-    if _atari_game(env_id) is not None:
+    check_int("num_envs", num_envs, minimum=1)
+    check_int("seed", seed, minimum=0)
+    if env_id in CLASSIC_MAKERS:
+        return CLASSIC_MAKERS[env_id](env_id, num_envs, seed, options)
+    if atari_game(env_id) is not None:
         return _make_atari(env_id, num_envs, seed, options)
-    if _is_registered(env_id):
-        return _GymVectorState(env_id, num_envs, seed, options)
+    if is_registered(env_id):
+        return GymVectorState(env_id, num_envs, seed, options)
     raise ValueError(_unknown_env_message(env_id))
-
-
-def atari_game(env_id: str) -> Optional[str]:
-    """The Atari game ``make`` plays for ``env_id``, by its ROM name ("pong" for
-    "Pong-v5" and "ALE/Pong-v5", "ms_pacman" for "MsPacman-v5"), or None where
-    ``env_id`` names no game of the installed backends."""
-    return _atari_game(env_id)
 
 
 def is_generic_gymnasium(env_id: str) -> bool:
     """Whether ``make`` runs ``env_id`` as "any other gymnasium id" (``gym_generic``):
     registered with gymnasium, neither Atari nor one of ``CLASSIC_ENV_IDS``."""
-    return (env_id not in _CLASSIC_MAKERS and _atari_game(env_id) is None
-            and _is_registered(env_id))
+    return (env_id not in CLASSIC_MAKERS and atari_game(env_id) is None
+            and is_registered(env_id))
 
 
 def render_options(env_id: str) -> dict:
@@ -120,26 +111,26 @@ def render_options(env_id: str) -> dict:
     raw frames, gymnasium's drawing (CartPole-pixels draws it anyway)."""
     if env_id == "CartPole-pixels":
         return {}
-    if _atari_game(env_id) is not None:
+    if atari_game(env_id) is not None:
         return {"preprocess": "dqnfast"}
     return {"render": True}
 
 
 def _make_atari(env_id: str, num_envs: int, seed: int, options: dict) -> VectorEnv:
-    opts = _atari_options(env_id, options)
+    opts = atari_options(env_id, options)
     backend = opts["backend"]
-    game = _atari_game(env_id, backend)
+    game = atari_game(env_id, backend)
     if game is None:
         raise ValueError(f"{env_id!r} is not among the games of backend={backend!r}; "
                          f"try the other backend")
     if backend == "envpool":
-        return _EnvpoolAtari(env_id, game, num_envs, seed, opts)
-    return _AleAtari(env_id, game, num_envs, seed, opts)
+        return EnvpoolAtari(env_id, game, num_envs, seed, opts)
+    return AleAtari(env_id, game, num_envs, seed, opts)
 
 
 def _unknown_env_message(env_id: str) -> str:
     games = atari_games()
-    known = list(CLASSIC_ENV_IDS) + list(games) + list(_registered_ids())
+    known = list(CLASSIC_ENV_IDS) + list(games) + list(registered_ids())
     close = difflib.get_close_matches(env_id.removeprefix("ALE/"), known, n=3)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     gymnasium = ("any gymnasium id with discrete actions and a 1-D Box observation "

@@ -3,15 +3,15 @@ modes and how the two Atari backends compare."""
 import numpy as np
 import torch
 
-from dqnfast.envs.atari import _ATARI_RAW_SIZE, _FrameStacks, _rgb_of_env_0, env_threads
+from dqnfast.envs.atari import ATARI_RAW_SIZE, FrameStacks, env_threads, rgb_of_env_0
 from dqnfast.envs.base import VectorEnv
 
 
-class _AleAtari(VectorEnv):
+class AleAtari(VectorEnv):
     """Atari through ale-py's ``AtariVectorEnv`` (C++ threads, next-step autoreset).
 
     It emits one frame per step here, (N, 1, H, W) gray or (N, 1, 210, 160, 3) RGB
-    (``grayscale=False``), which ``_FrameStacks`` stacks: ALE would start a game's
+    (``grayscale=False``), which ``FrameStacks`` stacks: ALE would start a game's
     stack with black frames, envpool (and this interface) with copies of the first.
     ALE's ``episodic_life`` restarts the whole game on a life loss, so it runs with
     ``life_loss_info`` instead (terminated on a life loss, the game goes on), and this
@@ -26,7 +26,7 @@ class _AleAtari(VectorEnv):
         from gymnasium.vector import AutoresetMode
 
         native = opts["preprocess"] == "native"
-        height, width = opts["img_size"] if native else _ATARI_RAW_SIZE
+        height, width = opts["img_size"] if native else ATARI_RAW_SIZE
         self._env = AtariVectorEnv(
             game, num_envs,
             num_threads=env_threads(opts["num_threads"], num_envs),
@@ -52,7 +52,7 @@ class _AleAtari(VectorEnv):
         self._seed = seed
         self._lives = np.zeros(num_envs, np.int64)
         self._life_lost = np.zeros(num_envs, bool)
-        self._stacks = _FrameStacks(num_envs, opts["frame_stack"], opts["img_size"],
+        self._stacks = FrameStacks(num_envs, opts["frame_stack"], opts["img_size"],
                                     rgb=None if native else "channels_last")
         super().__init__(env_id, num_envs, (opts["frame_stack"], *opts["img_size"]),
                          torch.uint8, int(self._env.single_action_space.n),
@@ -105,7 +105,7 @@ class _AleAtari(VectorEnv):
         return self._env
 
     def _render(self) -> np.ndarray:
-        return _rgb_of_env_0(self._stacks, self.env_id)
+        return rgb_of_env_0(self._stacks, self.env_id)
 
     def _close(self) -> None:
         self._env.close()

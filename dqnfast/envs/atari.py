@@ -64,8 +64,9 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from dqnfast.envs.options import (_check_bool, _check_int, _check_probability, _check_size,
-                                  _importable, _with_defaults)
+from dqnfast.envs.options import (check_bool, check_int, check_probability, check_size,
+                                  with_defaults)
+from dqnfast.extras import importable
 from dqnfast.preprocess import preprocess_frames, push_frames
 
 _ATARI_DEFAULTS: Dict[str, Any] = {
@@ -83,7 +84,7 @@ _ATARI_DEFAULTS: Dict[str, Any] = {
     "backend": None,
     "preprocess": None,
 }
-_ATARI_RAW_SIZE = (210, 160)  # the ALE screen, (height, width)
+ATARI_RAW_SIZE = (210, 160)  # the ALE screen, (height, width)
 
 
 def env_threads(num_threads: int, num_envs: int) -> int:
@@ -94,13 +95,13 @@ def env_threads(num_threads: int, num_envs: int) -> int:
     return max(1, min(num_envs, len(os.sched_getaffinity(0))))
 
 
-def _atari_options(env_id: str, options: dict) -> dict:
+def atari_options(env_id: str, options: dict) -> dict:
     """``options`` checked and completed with the defaults, ``backend`` and
     ``preprocess`` resolved to the one that will run."""
-    opts = _with_defaults(env_id, options, _ATARI_DEFAULTS)
+    opts = with_defaults(env_id, options, _ATARI_DEFAULTS)
     backend = opts["backend"]
     if backend is None:
-        backend = "envpool" if _importable("envpool") else "ale"
+        backend = "envpool" if importable("envpool") else "ale"
     if backend not in ("envpool", "ale"):
         raise ValueError(f"backend must be 'envpool' or 'ale' (or None: envpool if "
                          f"installed), got {backend!r}")
@@ -113,22 +114,22 @@ def _atari_options(env_id: str, options: dict) -> dict:
         raise ValueError(f"preprocess must be 'native' (the backend's own: also spelt "
                          f"'{backend}') or 'dqnfast', got {preprocess!r}")
     for name in ("noop_max",):
-        _check_int(name, opts[name], minimum=0)
+        check_int(name, opts[name], minimum=0)
     for name in ("frame_skip", "max_episode_frames", "frame_stack"):
-        _check_int(name, opts[name], minimum=1)
-    _check_int("num_threads", opts["num_threads"], minimum=0)
+        check_int(name, opts[name], minimum=1)
+    check_int("num_threads", opts["num_threads"], minimum=0)
     for name in ("fire_reset", "episodic_life", "reward_clip", "full_action_space"):
-        _check_bool(name, opts[name])
-    _check_probability("repeat_action_probability", opts["repeat_action_probability"])
-    opts["img_size"] = _check_size("img_size", opts["img_size"], _ATARI_RAW_SIZE)
+        check_bool(name, opts[name])
+    check_probability("repeat_action_probability", opts["repeat_action_probability"])
+    opts["img_size"] = check_size("img_size", opts["img_size"], ATARI_RAW_SIZE)
     opts["preprocess"] = preprocess
-    if not _importable({"envpool": "envpool", "ale": "ale_py"}[backend]):
+    if not importable({"envpool": "envpool", "ale": "ale_py"}[backend]):
         raise ImportError(f"backend={backend!r} needs the {backend} package: "
                           f"pip install 'dqnfast[envs]'")
     return opts
 
 
-class _FrameStacks:
+class FrameStacks:
     """Frame stacks kept by dqnfast: one new frame per env and step in, a fresh
     (num_envs, k, H, W) uint8 stack out, k copies of the frame where a game starts.
     Each step writes new stacks from the previous ones (``push_frames`` is out of
@@ -159,7 +160,7 @@ class _FrameStacks:
         return self.stacks.numpy()
 
 
-def _rgb_of_env_0(stacks: Optional[_FrameStacks], env_id: str) -> np.ndarray:
+def rgb_of_env_0(stacks: Optional[FrameStacks], env_id: str) -> np.ndarray:
     if stacks is None or stacks.last_rgb is None:
         raise RuntimeError(f"{env_id}: render() shows the raw screen, which only the "
                            "preprocess='dqnfast' mode receives; make the env with it")
@@ -186,7 +187,7 @@ def _atari_roms(backend: Optional[str] = None) -> Tuple[str, ...]:
     return tuple(sorted(roms))
 
 
-def _camel(rom: str) -> str:
+def camel(rom: str) -> str:
     return "".join(part.capitalize() for part in rom.split("_"))
 
 
@@ -194,9 +195,11 @@ def _squash(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def _atari_game(env_id: str, backend: Optional[str] = None) -> Optional[str]:
-    """The ROM name (as ``backend`` spells it) of an id like "Pong-v5" or
-    "ALE/Pong-v5", or None. Case, "_" and "-" in the game's name do not matter."""
+def atari_game(env_id: str, backend: Optional[str] = None) -> Optional[str]:
+    """The Atari game ``make`` plays for ``env_id``, by its ROM name as ``backend`` (by
+    default any installed one) spells it: "pong" for "Pong-v5" and "ALE/Pong-v5",
+    "ms_pacman" for "MsPacman-v5"; None where ``env_id`` names no game of the backends.
+    Case, "_" and "-" in the game's name do not matter."""
     match = re.fullmatch(r"(?:ALE/)?([A-Za-z0-9_]+)-v5", env_id)
     if match is None:
         return None
@@ -209,4 +212,4 @@ def _atari_game(env_id: str, backend: Optional[str] = None) -> Optional[str]:
 
 def atari_games() -> Tuple[str, ...]:
     """The Atari games the installed backends know, as ``make`` ids ("Pong-v5", ...)."""
-    return tuple(sorted(_camel(rom) + "-v5" for rom in _atari_roms()))
+    return tuple(sorted(camel(rom) + "-v5" for rom in _atari_roms()))

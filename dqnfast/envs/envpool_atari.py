@@ -3,20 +3,20 @@
 import numpy as np
 import torch
 
-from dqnfast.envs.atari import _ATARI_RAW_SIZE, _camel, _FrameStacks, _rgb_of_env_0, env_threads
+from dqnfast.envs.atari import ATARI_RAW_SIZE, FrameStacks, camel, env_threads, rgb_of_env_0
 from dqnfast.envs.base import VectorEnv
 
 
-class _EnvpoolAtari(VectorEnv):
+class EnvpoolAtari(VectorEnv):
     """Atari through envpool's gymnasium interface (next-step autoreset, its own
     no-op/fire reset, frame skip with max-pool, episodic life and time limit)."""
 
     def __init__(self, env_id: str, game: str, num_envs: int, seed: int, opts: dict):
         import envpool
 
-        task_id = _camel(game) + "-v5"  # envpool's own spelling of its ROM names
+        task_id = camel(game) + "-v5"  # envpool's own spelling of its ROM names
         native = opts["preprocess"] == "native"
-        height, width = opts["img_size"] if native else _ATARI_RAW_SIZE
+        height, width = opts["img_size"] if native else ATARI_RAW_SIZE
         self._env = envpool.make_gymnasium(
             task_id, num_envs=num_envs, seed=seed,
             num_threads=env_threads(opts["num_threads"], num_envs),
@@ -34,7 +34,7 @@ class _EnvpoolAtari(VectorEnv):
             use_inter_area_resize=True,
         )
         self._env_ids = np.arange(num_envs, dtype=np.int32)
-        self._stacks = None if native else _FrameStacks(
+        self._stacks = None if native else FrameStacks(
             num_envs, opts["frame_stack"], opts["img_size"], rgb="channels_first")
         super().__init__(env_id, num_envs, (opts["frame_stack"], *opts["img_size"]),
                          torch.uint8, int(self._env.action_space.n), opts["frame_stack"],
@@ -69,7 +69,7 @@ class _EnvpoolAtari(VectorEnv):
         return self._env
 
     def _render(self) -> np.ndarray:
-        return _rgb_of_env_0(self._stacks, self.env_id)
+        return rgb_of_env_0(self._stacks, self.env_id)
 
     def _close(self) -> None:
         close = getattr(self._env, "close", None)

@@ -19,33 +19,34 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from dqnfast.envs.gym_generic import _GymVectorState
-from dqnfast.envs.gym_vector import _GymVectorEnv, _render_mode, _time_limit
-from dqnfast.envs.options import (_check_bool, _check_int, _check_size, _importable,
-                                  _with_defaults)
+from dqnfast.envs.gym_generic import GymVectorState
+from dqnfast.envs.gym_vector import GymVectorEnv, render_kwargs, time_limit_kwargs
+from dqnfast.envs.options import check_bool, check_int, check_size, with_defaults
+from dqnfast.extras import importable
 from dqnfast.preprocess import preprocess_frames, push_frames
 
 CLASSIC_ENV_IDS = ("CartPole-v1", "FrozenLake-v1", "CartPole-pixels")
 
 
-class _FrozenLake(_GymVectorEnv):
+class _FrozenLake(GymVectorEnv):
     def __init__(self, env_id, num_envs, seed, options):
-        opts = _with_defaults(env_id, options, {"is_slippery": True, "map_name": "4x4",
+        opts = with_defaults(env_id, options, {"is_slippery": True, "map_name": "4x4",
                                                 "max_episode_steps": None, "render": False})
-        _check_bool("is_slippery", opts["is_slippery"])
+        check_bool("is_slippery", opts["is_slippery"])
         if opts["map_name"] not in ("4x4", "8x8"):
             raise ValueError(f"map_name must be '4x4' or '8x8', got {opts['map_name']!r}")
         num_states = 16 if opts["map_name"] == "4x4" else 64
         self._one_hot = np.eye(num_states, dtype=np.float32)
         super().__init__(env_id, "FrozenLake-v1", num_envs, seed, (num_states,),
                          torch.float32, is_slippery=opts["is_slippery"],
-                         map_name=opts["map_name"], **_render_mode(opts), **_time_limit(opts))
+                         map_name=opts["map_name"], **render_kwargs(opts),
+                         **time_limit_kwargs(opts))
 
     def _observe(self, obs, new_episode):
         return self._one_hot[obs]
 
 
-class _CartPolePixels(_GymVectorEnv):
+class _CartPolePixels(GymVectorEnv):
     """CartPole seen through its rendered screen, as in the pixel DQN tutorials: the
     band of rows where the cart and pole are (40% to 80% of the height) and a window
     30% of the screen wide, centred on the cart (clamped at the edges); gray,
@@ -58,11 +59,11 @@ class _CartPolePixels(_GymVectorEnv):
     _VIEW_WIDTH = 0.3
 
     def __init__(self, env_id, num_envs, seed, options):
-        opts = _with_defaults(env_id, options, {"frame_stack": 4, "img_size": (84, 84),
+        opts = with_defaults(env_id, options, {"frame_stack": 4, "img_size": (84, 84),
                                                 "max_episode_steps": None})
-        _check_int("frame_stack", opts["frame_stack"], minimum=1)
-        img_size = _check_size("img_size", opts["img_size"], (160, 360))
-        if not _importable("pygame"):
+        check_int("frame_stack", opts["frame_stack"], minimum=1)
+        img_size = check_size("img_size", opts["img_size"], (160, 360))
+        if not importable("pygame"):
             raise ImportError("CartPole-pixels renders CartPole with pygame: "
                               "pip install 'gymnasium[classic-control]'")
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -71,7 +72,7 @@ class _CartPolePixels(_GymVectorEnv):
         super().__init__(env_id, "CartPole-v1", num_envs, seed,
                          (opts["frame_stack"], *img_size), torch.uint8,
                          frame_stack=opts["frame_stack"], render_mode="rgb_array",
-                         **_time_limit(opts))
+                         **time_limit_kwargs(opts))
         self._img_size = img_size
         self._x_threshold = float(self._env.envs[0].unwrapped.x_threshold)
         self._gray = torch.empty((num_envs, *img_size), dtype=torch.uint8)
@@ -98,8 +99,8 @@ class _CartPolePixels(_GymVectorEnv):
         return top, left, bottom - top, view
 
 
-_CLASSIC_MAKERS = {
-    "CartPole-v1": _GymVectorState,  # a plain vector state: the generic setup serves it
+CLASSIC_MAKERS = {
+    "CartPole-v1": GymVectorState,  # a plain vector state: the generic setup serves it
     "FrozenLake-v1": _FrozenLake,
     "CartPole-pixels": _CartPolePixels,
 }

@@ -18,15 +18,16 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from dqnfast.envs.gym_vector import _GymVectorEnv, _gym_make, _render_mode, _time_limit
-from dqnfast.envs.options import _importable, _with_defaults
+from dqnfast.envs.gym_vector import GymVectorEnv, gym_make, render_kwargs, time_limit_kwargs
+from dqnfast.envs.options import with_defaults
+from dqnfast.extras import importable
 
 
-class _GymVectorState(_GymVectorEnv):
+class GymVectorState(GymVectorEnv):
     def __init__(self, env_id, num_envs, seed, options):
-        opts = _with_defaults(env_id, options, {"max_episode_steps": None, "render": False})
-        gym_kwargs = {**_render_mode(opts), **_time_limit(opts)}
-        probe = _gym_make(env_id, **gym_kwargs)
+        opts = with_defaults(env_id, options, {"max_episode_steps": None, "render": False})
+        gym_kwargs = {**render_kwargs(opts), **time_limit_kwargs(opts)}
+        probe = gym_make(env_id, **gym_kwargs)
         try:
             obs_shape = _vector_state_shape(env_id, probe.action_space, probe.observation_space)
         finally:
@@ -54,16 +55,16 @@ def _vector_state_shape(env_id: str, action_space, observation_space) -> Tuple[i
     return tuple(observation_space.shape)
 
 
-def _is_registered(env_id: str) -> bool:
-    if not _importable("gymnasium"):
+def is_registered(env_id: str) -> bool:
+    if not importable("gymnasium"):
         return False
     import gymnasium
     return env_id in gymnasium.registry
 
 
-def _registered_ids() -> Tuple[str, ...]:
+def registered_ids() -> Tuple[str, ...]:
     """gymnasium's ids, without the Atari ones ale-py registers (they run as "<Game>-v5")."""
-    if not _importable("gymnasium"):
+    if not importable("gymnasium"):
         return ()
     import gymnasium
     return tuple(sorted(env_id for env_id, spec in gymnasium.registry.items()
@@ -74,7 +75,7 @@ def reward_threshold(env_id: str) -> Optional[float]:
     """The return at which gymnasium calls ``env_id`` solved (its spec's
     ``reward_threshold``: Acrobot-v1 -100, MountainCar-v0 -110, LunarLander-v3 200), or
     None where it names none or does not know ``env_id``."""
-    if not _is_registered(env_id):
+    if not is_registered(env_id):
         return None
     import gymnasium
     threshold = gymnasium.registry[env_id].reward_threshold

@@ -5,10 +5,10 @@ from typing import Optional
 import numpy as np
 
 from dqnfast.envs.base import VectorEnv
-from dqnfast.envs.options import _check_bool, _check_int
+from dqnfast.envs.options import check_bool, check_int
 
 
-class _GymVectorEnv(VectorEnv):
+class GymVectorEnv(VectorEnv):
     """gymnasium envs in a ``SyncVectorEnv`` with next-step autoreset (the default of
     gymnasium >= 1.0, set explicitly here); observations pass through ``_observe``."""
 
@@ -17,7 +17,7 @@ class _GymVectorEnv(VectorEnv):
         from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
         def make_one():
-            return _gym_make(gym_id, **gym_kwargs)
+            return gym_make(gym_id, **gym_kwargs)
 
         self._env = SyncVectorEnv([make_one] * num_envs, autoreset_mode=AutoresetMode.NEXT_STEP)
         self._seed: Optional[int] = seed
@@ -46,7 +46,7 @@ class _GymVectorEnv(VectorEnv):
         self._env = None
 
 
-def _gym_make(gym_id: str, **gym_kwargs):
+def gym_make(gym_id: str, **gym_kwargs):
     """``gymnasium.make``; where the env needs a package that is not installed, an
     ImportError with gymnasium's word on how to install it."""
     import gymnasium
@@ -57,14 +57,14 @@ def _gym_make(gym_id: str, **gym_kwargs):
         raise ImportError(f"{gym_id} needs a package that is not installed: {error}") from None
 
 
-def _render_mode(opts: dict) -> dict:
-    _check_bool("render", opts["render"])
+def render_kwargs(opts: dict) -> dict:
+    check_bool("render", opts["render"])
     return {"render_mode": "rgb_array"} if opts["render"] else {}
 
 
-def _time_limit(opts: dict) -> dict:
+def time_limit_kwargs(opts: dict) -> dict:
     if opts["max_episode_steps"] is None:
         return {}
-    _check_int("max_episode_steps", opts["max_episode_steps"], minimum=1)
+    check_int("max_episode_steps", opts["max_episode_steps"], minimum=1)
     return {"max_episode_steps": opts["max_episode_steps"]}
 

@@ -1,11 +1,10 @@
 """Checks of the options ``make`` passes to each environment: one copy for all of them."""
-import importlib.util
 from typing import Any, Tuple
 
 import numpy as np
 
 
-def _with_defaults(env_id: str, options: dict, defaults: dict) -> dict:
+def with_defaults(env_id: str, options: dict, defaults: dict) -> dict:
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise TypeError(f"make({env_id!r}) got unexpected option(s) {', '.join(unknown)}; "
@@ -13,26 +12,26 @@ def _with_defaults(env_id: str, options: dict, defaults: dict) -> dict:
     return {**defaults, **options}
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
+def check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
 
 
-def _check_bool(name: str, value: Any) -> None:
+def check_bool(name: str, value: Any) -> None:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
 
 
-def _check_probability(name: str, value: Any) -> None:
+def check_probability(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name} must be a float in [0, 1], got {type(value).__name__} {value!r}")
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be a float in [0, 1], got {value}")
 
 
-def _check_size(name: str, value: Any, largest: Tuple[int, int]) -> Tuple[int, int]:
+def check_size(name: str, value: Any, largest: Tuple[int, int]) -> Tuple[int, int]:
     ok = (isinstance(value, (tuple, list)) and len(value) == 2 and all(
         isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value))
     if not ok:
@@ -42,7 +41,3 @@ def _check_size(name: str, value: Any, largest: Tuple[int, int]) -> Tuple[int, i
         raise ValueError(f"{name} must be (height, width) between (1, 1) and {largest} "
                          f"(frames are only shrunk), got {size}")
     return size
-
-
-def _importable(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
