@@ -31,7 +31,7 @@ import torch
 
 import dqnfast
 
-if not torch.cuda.is_available() or not dqnfast.replay_buffer._has_cuda_kernels():
+if not torch.cuda.is_available() or not dqnfast.ops.has_cuda_kernels():
     pytest.skip("needs a GPU and dqnfast's CUDA kernels", allow_module_level=True)
 
 from atari_frames import GAMES, ale_frame_pairs  # noqa: E402

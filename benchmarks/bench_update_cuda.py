@@ -29,7 +29,7 @@ from dqnfast.loss import dqn_loss
 from dqnfast.models import NatureDQN
 from dqnfast.update import GraphedUpdate, Update
 
-if not torch.cuda.is_available() or not dqnfast.replay_buffer._has_cuda_kernels():
+if not torch.cuda.is_available() or not dqnfast.ops.has_cuda_kernels():
     pytest.skip("needs a GPU and dqnfast's CUDA kernels", allow_module_level=True)
 
 from bench_cuda_ops import filled_buffer  # noqa: E402

@@ -6,6 +6,7 @@
 #include <ATen/Dispatch.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 
 #include "priority_tree.h"
 #include "replay_layout.h"
+#include "replay_storage.h"
 
 namespace dqnfast {
 
@@ -327,6 +329,37 @@ inline PriorityTree priority_tree_of(const at::Tensor& sum_tree, const at::Tenso
   return {sum_tree.data_ptr<double>(), min_tree.data_ptr<float>(),
           priority ? priority->data_ptr<float>() : nullptr,
           max_priority ? max_priority->data_ptr<float>() : nullptr, sum_tree.size(0) / 2};
+}
+
+// The storage tensors (checked by check_storage, and the priority ones by
+// check_priority_storage or check_sample_trees) as the view the kernels take. Without
+// sum_tree the view has no trees; without priority/max_priority (sampling) the tree
+// has no per-slot priorities.
+inline ReplayStorage replay_storage_of(
+    const at::Tensor& frames, const at::Tensor& obs_pos, const at::Tensor& action,
+    const at::Tensor& reward, const at::Tensor& terminated, const at::Tensor& truncated,
+    const at::Tensor& counters, const std::optional<at::Tensor>& priority,
+    const std::optional<at::Tensor>& sum_tree, const std::optional<at::Tensor>& min_tree,
+    const std::optional<at::Tensor>& max_priority, int64_t frame_stack, int64_t n_step) {
+  const int64_t num_envs = frames.size(0), frame_capacity = frames.size(1);
+  PriorityTree tree{};
+  if (sum_tree && min_tree)
+    tree = priority_tree_of(*sum_tree, *min_tree, priority ? &*priority : nullptr,
+                            max_priority ? &*max_priority : nullptr);
+  return {static_cast<uint8_t*>(frames.data_ptr()),
+          obs_pos.data_ptr<int64_t>(),
+          action.data_ptr<int64_t>(),
+          reward.data_ptr<float>(),
+          terminated.data_ptr<bool>(),
+          truncated.data_ptr<bool>(),
+          counters.data_ptr<int64_t>(),
+          num_envs,
+          obs_pos.size(1),
+          frame_capacity,
+          frames.numel() / std::max<int64_t>(num_envs * frame_capacity, 1) * frames.element_size(),
+          frame_stack,
+          n_step,
+          tree};
 }
 
 // Priorities passed in (to add or update_priorities): float32 of shape (rows,) on

@@ -50,8 +50,7 @@ def preprocess_frames(frames: Frames, prev_frames: Optional[Frames] = None, *,
     if out is None:
         out = torch.empty((frames.shape[0], window[2], window[3]), dtype=torch.uint8,
                           device=frames.device)
-    torch.ops.dqnfast.preprocess_frames(frames, prev_frames, list(crop), list(resize),
-                                        list(window), bool(channels_first), out)
+    ops.preprocess_frames(frames, prev_frames, crop, resize, window, channels_first, out)
     return out
 
 
@@ -67,7 +66,7 @@ def push_frames(stacks: torch.Tensor, frames: Frames,
         reset = _as_tensor(reset, "reset").to(stacks.device)
     if out is None:
         out = torch.empty_like(stacks, memory_format=torch.contiguous_format)
-    torch.ops.dqnfast.push_frames(stacks, frames, reset, out)
+    ops.push_frames(stacks, frames, reset, out)
     return out
 
 

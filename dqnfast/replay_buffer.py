@@ -7,17 +7,15 @@ import numpy as np
 import torch
 
 from dqnfast import ops
-from dqnfast._replay_inputs import (NP_BOOL, NP_FLOAT32, NP_INT64, ArrayLike, as_flags,
-                                    as_float32, as_floats, as_int64, as_tensor, from_numpy,
-                                    numpy_dtype,
-                                    require_fraction, require_int, require_priority_eps,
-                                    to_device)
+from dqnfast.replay_inputs import (NP_BOOL, NP_FLOAT32, NP_INT64, ArrayLike, as_flags, as_float32,
+                                   as_floats, as_int64, as_tensor, check_host_rows,
+                                   checked_device, from_numpy, numpy_dtype, require_fraction,
+                                   require_int, require_priority_eps, to_device)
+from dqnfast.replay_storage import ReplayStorage, sampleable_total
 
 # Spare frames beyond one per transition cost at most this many bytes per transition
 # (see ReplayBuffer's docstring: episode starts take frame_stack frames).
 _RESERVE_BYTES_PER_TRANSITION = 64
-# Per-environment counters of csrc/replay_layout.h.
-_NUM_COUNTERS = 5
 
 
 class Batch(NamedTuple):
@@ -154,9 +152,9 @@ class ReplayBuffer:
         self.alpha = require_fraction("alpha", alpha)
         beta = require_fraction("beta", beta)
         self.priority_eps = require_priority_eps(priority_eps)
-        self.device = _checked_device(device, "device")
-        self.storage_device = _checked_device(storage_device, "storage_device")
-        if self.storage_device.type == "cuda" and not _has_cuda_kernels():
+        self.device = checked_device(device, "device")
+        self.storage_device = checked_device(storage_device, "storage_device")
+        if self.storage_device.type == "cuda" and not ops.has_cuda_kernels():
             raise RuntimeError("storage_device='cuda' needs dqnfast's CUDA kernels, but this build "
                                "has none: reinstall where nvcc and a CUDA build of torch are "
                                "present (DQNFAST_CUDA=1 forces them)")
@@ -179,27 +177,10 @@ class ReplayBuffer:
         require_int("frame_capacity", frame_capacity, minimum=(frame_stack + n_step) * num_envs)
         self.frame_capacity = frame_capacity
 
-        on = dict(device=self.storage_device)
-        self._storage = {
-            "frames": torch.zeros((num_envs, frame_capacity // num_envs, *frame_shape), dtype=obs_dtype, **on),
-            "obs_pos": torch.zeros((num_envs, per_env), dtype=torch.int64, **on),
-            "action": torch.zeros((num_envs, per_env), dtype=torch.int64, **on),
-            "reward": torch.zeros((num_envs, per_env), dtype=torch.float32, **on),
-            "terminated": torch.zeros((num_envs, per_env), dtype=torch.bool, **on),
-            "truncated": torch.zeros((num_envs, per_env), dtype=torch.bool, **on),
-            "counters": torch.zeros((num_envs, _NUM_COUNTERS), dtype=torch.int64, **on),
-        }
-        if prioritized:
-            # One tree over all slots, leaves padded to a power of two (see csrc/priority_tree.h).
-            nodes = 2 << (num_envs * per_env - 1).bit_length()
-            self._storage.update({
-                "priority": torch.zeros((num_envs, per_env), dtype=torch.float32, **on),
-                "sum_tree": torch.zeros(nodes, dtype=torch.float64, **on),
-                "min_tree": torch.full((nodes,), math.inf, dtype=torch.float32, **on),
-                "max_priority": torch.ones(1, dtype=torch.float32, **on),
-            })
+        self._storage = ReplayStorage(num_envs, per_env, frame_capacity // num_envs, frame_shape,
+                                      obs_dtype, prioritized, self.storage_device)
         # A tensor, so that a sample captured in a CUDA graph reads the current value.
-        self._beta_tensor = torch.zeros(1, dtype=torch.float64, **on)
+        self._beta_tensor = torch.zeros(1, dtype=torch.float64, device=self.storage_device)
         self.beta = beta  # checked by the property
         self._generator = torch.Generator(device=self.storage_device)
         if seed is None:
@@ -207,10 +188,8 @@ class ReplayBuffer:
         else:
             self._generator.manual_seed(seed)
         # Host storage: len() reads the counters through numpy, without torch overhead.
-        self._counters_view = (self._storage["counters"].numpy()
+        self._counters_view = (self._storage.counters.numpy()
                                if self.storage_device.type == "cpu" else None)
-        # Adds the GPU rejected and the bits of why, read by len() (see add).
-        self._rejected_adds = torch.zeros(2, dtype=torch.int64, device=self.storage_device)
         self._all_env_ids = torch.arange(num_envs)
         self._host_storage = self.storage_device.type == "cpu"
         self._np_obs_dtype = numpy_dtype(obs_dtype)
@@ -261,7 +240,7 @@ class ReplayBuffer:
         action = self._input(action, "action", NP_INT64, as_int64, upload=upload)
         reward = self._input(reward, "reward", NP_FLOAT32, as_float32, upload=upload)
         if not self._host_storage:
-            _check_host_rows(obs, next_obs, action, reward, self.frame_stack, self.num_actions)
+            check_host_rows(obs, next_obs, action, reward, self.frame_stack, self.num_actions)
             obs, next_obs, action, reward = (to_device(t, self.storage_device)
                                              for t in (obs, next_obs, action, reward))
         terminated = self._input(terminated, "terminated", NP_BOOL, as_flags)
@@ -278,9 +257,9 @@ class ReplayBuffer:
             priority = as_floats(to_device(as_tensor(priority, "priority"), self.storage_device),
                                  "priority")
         with self._lock:
-            ops.replay_add(self._storage, self._rejected_adds, obs, next_obs, action, reward,
-                           terminated, truncated, env_ids, priority, self.frame_stack,
-                           self.n_step, self.alpha, self.priority_eps, self._op_num_actions)
+            ops.replay_add(self._storage, obs, next_obs, action, reward, terminated, truncated,
+                           env_ids, priority, self.frame_stack, self.n_step, self.alpha,
+                           self.priority_eps, self._op_num_actions)
 
     def add_frames(self, frames: ArrayLike, obs_pos: ArrayLike, action: ArrayLike,
                    reward: ArrayLike, terminated: ArrayLike, truncated: ArrayLike, *,
@@ -340,23 +319,18 @@ class ReplayBuffer:
         counters = self._counters_view
         if counters is None:  # GPU storage: this waits for the GPU
             counters = self._device_counters()
-        # A plain loop over a few envs costs less than numpy's per-call overhead.
-        total, window = 0, self.n_step - 1
-        for written, _, first_valid, stream_open, stream_start in counters.tolist():
-            pending = min(window, written - stream_start) if stream_open else 0
-            total += max(0, written - pending - first_valid)
-        return total
+        return sampleable_total(counters, self.n_step)
 
     def _device_counters(self) -> np.ndarray:
         """The counters of GPU storage, read in one copy with the count of adds the GPU
         rejected since the last read (and why); raises ValueError if there were any."""
-        counters = self._storage["counters"]
-        state = torch.cat([counters.flatten(), self._rejected_adds]).cpu().numpy()
+        counters, rejected_adds = self._storage.counters, self._storage.rejected_adds
+        state = torch.cat([counters.flatten(), rejected_adds]).cpu().numpy()
         rejected, reasons = int(state[-2]), int(state[-1])
         if rejected:
             # Taken off rather than zeroed: an add queued since the read keeps its count.
-            self._rejected_adds[0].sub_(rejected)
-            self._rejected_adds[1].bitwise_and_(~reasons)
+            rejected_adds[0].sub_(rejected)
+            rejected_adds[1].bitwise_and_(~reasons)
             found = "; ".join(text for bit, text in ops.REJECTED_REASONS.items() if reasons & bit)
             raise ValueError(
                 f"{rejected} earlier add call(s) with CUDA tensors stored nothing: they held "
@@ -480,7 +454,7 @@ class ReplayBuffer:
         Save it before the next ``add``; ``torch.save`` writes the tensors directly,
         so a full buffer is checkpointed without a second copy in memory.
         """
-        return {"config": self._config(), "storage": dict(self._storage),
+        return {"config": self._config(), "storage": self._storage.tensors(),
                 "generator": self._generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -499,23 +473,12 @@ class ReplayBuffer:
                                   for name in sorted(set(theirs) | set(mine))
                                   if theirs.get(name) != mine.get(name))
             raise ValueError(f"state_dict is of a buffer configured otherwise: {differing}")
-        storage = state["storage"]
-        if not isinstance(storage, dict) or set(storage) != set(self._storage):
-            raise ValueError(f"state_dict storage must hold {sorted(self._storage)}")
-        for name, mine in self._storage.items():
-            theirs = storage[name]
-            if not isinstance(theirs, torch.Tensor) or theirs.shape != mine.shape or theirs.dtype != mine.dtype:
-                got = (f"{theirs.dtype} {tuple(theirs.shape)}" if isinstance(theirs, torch.Tensor)
-                       else type(theirs).__name__)
-                raise ValueError(f"state_dict storage {name!r}: expected {mine.dtype} "
-                                 f"{tuple(mine.shape)}, got {got}")
+        self._storage.check_loadable(state["storage"])
         if state["generator"].shape != self._generator.get_state().shape:
             raise ValueError("state_dict holds the sampling generator of a buffer stored on "
                              f"another kind of device than {self.storage_device}")
         with self._lock:
-            for name, mine in self._storage.items():
-                if storage[name].data_ptr() != mine.data_ptr():
-                    mine.copy_(storage[name])
+            self._storage.copy_from(state["storage"])
             self._generator.set_state(state["generator"])
 
     def save(self, path) -> None:
@@ -549,78 +512,10 @@ class ReplayBuffer:
     @property
     def nbytes(self) -> int:
         """Bytes of storage held, frames and metadata."""
-        return sum(t.numel() * t.element_size() for t in self._storage.values())
+        return self._storage.nbytes
 
     def __repr__(self) -> str:
         return (f"ReplayBuffer(len={len(self)}, capacity={self.capacity}, obs_shape={self.obs_shape}, "
                 f"num_envs={self.num_envs}, frame_stack={self.frame_stack}, "
                 f"obs_dtype={self.obs_dtype}, n_step={self.n_step}, "
                 f"prioritized={self.prioritized}, device={self.device})")
-
-
-def _checked_device(device, name: str) -> torch.device:
-    """``device`` as a torch.device, a CUDA one with its index: "cuda" and "cuda:0" name
-    the same GPU and must compare equal (the buffer copies between unequal devices)."""
-    device = torch.device(device)
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"{name} must be a CPU or CUDA device, got {str(device)!r}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"{name}={str(device)!r} asks for CUDA, but no GPU is visible to torch "
-                           f"{torch.__version__}")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-def _has_cuda_kernels() -> bool:
-    return torch._C._dispatch_has_kernel_for_dispatch_key("dqnfast::replay_add", "CUDA")
-
-
-def _check_host_rows(obs: torch.Tensor, next_obs: torch.Tensor, action: torch.Tensor,
-                     reward: torch.Tensor, frame_stack: int, num_actions: Optional[int]) -> None:
-    """The compiled add's checks, done on whichever inputs are on the host before they
-    go to GPU storage (the GPU checks CUDA inputs itself), with the op's messages:
-    each row's next_obs[:-1] equals its obs[1:] byte for byte, actions lie in [0,
-    num_actions), rewards and float observations are finite. Inputs of the wrong
-    shape or dtype are left to the op to report."""
-    if not (obs.is_cuda or next_obs.is_cuda):
-        _check_continues(obs, next_obs, frame_stack)
-    for name, values in (("obs", obs), ("next_obs", next_obs)):
-        if not values.is_cuda and values.dtype.is_floating_point and values.dim() >= 1:
-            finite = torch.isfinite(values.reshape(len(values), -1))
-            if not finite.all():
-                row = int((~finite).any(dim=1).nonzero()[0])
-                value = values.reshape(len(values), -1)[row][~finite[row]][0].item()
-                raise ValueError(f"{name} must be finite, got {value} in row {row}")
-    if not action.is_cuda:
-        actions = action.flatten()
-        bad = actions < 0
-        if num_actions is not None:
-            bad |= actions >= num_actions
-        if bad.any():
-            row = int(bad.nonzero()[0])
-            raise ValueError(f"actions must lie in [0, {num_actions or 'inf'}), got "
-                             f"{int(actions[row])} at row {row}")
-    if not reward.is_cuda:
-        rewards = reward.flatten()
-        bad = ~torch.isfinite(rewards)
-        if bad.any():
-            row = int(bad.nonzero()[0])
-            raise ValueError(f"rewards must be finite, got {rewards[row].item()} at row {row}")
-
-
-def _check_continues(obs: torch.Tensor, next_obs: torch.Tensor, frame_stack: int) -> None:
-    """Raises ValueError unless every row's next_obs[:-1] equals its obs[1:] byte for
-    byte (the compiled ops' check, done on host inputs before they go to the GPU).
-    Inputs of the wrong shape or dtype are left to the op to report."""
-    if (frame_stack == 1 or obs.shape != next_obs.shape or obs.dtype != next_obs.dtype
-            or obs.dim() < 2 or obs.shape[0] == 0 or obs.shape[1] != frame_stack):
-        return
-    rows = obs.shape[0]
-    obs_bytes, next_bytes = (t.reshape(rows, frame_stack, -1).contiguous().view(torch.uint8)
-                             for t in (obs, next_obs))
-    differs = (next_bytes[:, :-1] != obs_bytes[:, 1:]).reshape(rows, -1).any(dim=1)
-    if differs.any():
-        raise ValueError(f"next_obs of row {int(differs.nonzero()[0])} does not continue its "
-                         f"obs: with frame_stack={frame_stack}, next_obs[:-1] must equal obs[1:]")
-

@@ -9,3 +9,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 # set here, before any test reaches the GPU: with it, cuBLAS is deterministic where a
 # test asks for deterministic algorithms (test_update.py's deterministic_cuda).
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+def _has_cuda_kernels() -> bool:
+    return torch.cuda.is_available() and torch._C._dispatch_has_kernel_for_dispatch_key(
+        "dqnfast::replay_add", "CUDA")
+
+
+# Devices to parametrize a subject's tests over (as torchvision's cpu_and_cuda()):
+# the CUDA cases skip without a GPU and dqnfast's CUDA kernels.
+CPU_AND_CUDA = ("cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not _has_cuda_kernels(), reason="needs a GPU and dqnfast built with its CUDA kernels")))

@@ -190,7 +190,7 @@ def check_against_reference(rb, ref, draws):
 
 def replay_op_args(rb, streams, batch_size, device="cpu"):
     """Arguments of each replay op on a copy of rb's storage: {op: args}."""
-    storage = {n: t.clone() for n, t in rb._storage.items()}
+    storage = {n: t.clone() for n, t in rb._storage.tensors().items()}
     obs, action, reward, next_obs, terminated, truncated = (
         torch.as_tensor(x).to(device) for x in streams.step())
     trees = [storage.get(n) for n in ("priority", "sum_tree", "min_tree", "max_priority")]

@@ -7,7 +7,7 @@ import torch
 import dqnfast
 from atari_frames import GAMES, ale_frame_pairs
 from reference import (EpisodeStreams, NaiveReplayBuffer, check_against_reference,
-                       check_batch_row, chunk_of, decode_index, replay_op_args)
+                       check_batch_row, chunk_of, decode_index)
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available()
@@ -187,25 +187,6 @@ def test_gpu_priority_update_skips_entries_it_cannot_use():
     env, number = decode_index(rb, index.item())
     got = rb.state_dict()["storage"]["priority"][env, number % 32].item()
     assert got == pytest.approx((3.0 + rb.priority_eps) ** rb.alpha, rel=1e-6)
-
-
-def test_opcheck_cuda_ops():
-    frames, prev = (torch.from_numpy(x).cuda() for x in ale_frame_pairs("pong", count=2))
-    out = torch.empty((2, 84, 84), dtype=torch.uint8, device="cuda")
-    torch.library.opcheck(torch.ops.dqnfast.preprocess_frames.default,
-                          (frames, prev, [0, 0, 210, 160], [84, 84], [0, 0, 84, 84], False, out))
-    stacks = torch.zeros((2, 4, 84, 84), dtype=torch.uint8, device="cuda")
-    torch.library.opcheck(torch.ops.dqnfast.push_frames.default,
-                          (stacks, out, torch.tensor([True, False], device="cuda"),
-                           torch.empty_like(stacks)))
-    for n_step, prioritized in ((1, False), (3, True)):
-        rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, storage_device="cuda",
-                                  device="cuda", seed=0, n_step=n_step, prioritized=prioritized)
-        streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8)
-        for _ in range(10):
-            rb.add(*streams.step())
-        for op, args in replay_op_args(rb, streams, 5, device="cuda").items():
-            torch.library.opcheck(op, args)
 
 
 def test_bad_add_on_gpu_changes_nothing():

@@ -10,7 +10,7 @@ from dqnfast import envs
 from dqnfast.observations import DeviceObservations, HostObservations
 
 needs_cuda = pytest.mark.skipif(
-    not torch.cuda.is_available() or not dqnfast.replay_buffer._has_cuda_kernels(),
+    not torch.cuda.is_available() or not dqnfast.ops.has_cuda_kernels(),
     reason="needs a GPU and dqnfast built with its CUDA kernels")
 
 

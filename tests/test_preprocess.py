@@ -162,20 +162,3 @@ def test_bad_push_frames_input_changes_nothing(call, error, message):
     with pytest.raises(error, match=message):
         call(stacks)
     assert torch.equal(stacks, before)
-
-
-def test_opcheck_preprocessing_ops():
-    frames, prev = (torch.from_numpy(x) for x in ale_frame_pairs("pong", count=2))
-    out = torch.empty((2, 84, 84), dtype=torch.uint8)
-    torch.library.opcheck(torch.ops.dqnfast.preprocess_frames.default,
-                          (frames, prev, [0, 0, 210, 160], [84, 84], [0, 0, 84, 84], False, out))
-    torch.library.opcheck(torch.ops.dqnfast.preprocess_frames.default,
-                          (frames, None, [34, 0, 160, 160], [110, 84], [18, 0, 84, 84], False, out))
-    planar = frames.permute(0, 3, 1, 2).contiguous()
-    torch.library.opcheck(torch.ops.dqnfast.preprocess_frames.default,
-                          (planar, None, [0, 0, 210, 160], [84, 84], [0, 0, 84, 84], True, out))
-    stacks = torch.zeros((2, 4, 84, 84), dtype=torch.uint8)
-    pushed = torch.empty_like(stacks)
-    torch.library.opcheck(torch.ops.dqnfast.push_frames.default,
-                          (stacks, out, torch.tensor([True, False]), pushed))
-    torch.library.opcheck(torch.ops.dqnfast.push_frames.default, (stacks, out, None, pushed))

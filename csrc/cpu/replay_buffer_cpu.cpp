@@ -15,10 +15,6 @@
 namespace dqnfast {
 namespace {
 
-int64_t frame_bytes_of(const at::Tensor& frames) {
-  return frames.numel() / (frames.size(0) * frames.size(1)) * frames.element_size();
-}
-
 // Do the k frames at positions first..first+k-1 of `ring` equal `stack`?
 bool ring_holds_stack(const uint8_t* ring, int64_t frame_capacity, int64_t frame_bytes,
                       int64_t first, const uint8_t* stack, int64_t k) {
@@ -29,46 +25,17 @@ bool ring_holds_stack(const uint8_t* ring, int64_t frame_capacity, int64_t frame
   return true;
 }
 
-// The storage's arrays as raw pointers, for appending transitions row by row.
-struct AddTarget {
-  uint8_t* ring_base;
-  int64_t* pos;
-  int64_t* act;
-  float* rew;
-  bool* term;
-  bool* trunc;
-  int64_t* cnt;
-  int64_t frame_capacity, capacity, fb, k, n_step;
-  bool prioritized;
-  PriorityTree tree;
-};
-
-AddTarget add_target_of(at::Tensor& frames, at::Tensor& obs_pos, at::Tensor& action,
-                        at::Tensor& reward, at::Tensor& terminated, at::Tensor& truncated,
-                        at::Tensor& counters, const std::optional<at::Tensor>& priority,
-                        const std::optional<at::Tensor>& sum_tree,
-                        const std::optional<at::Tensor>& min_tree,
-                        const std::optional<at::Tensor>& max_priority, int64_t k,
-                        int64_t n_step, bool prioritized) {
-  AddTarget t{static_cast<uint8_t*>(frames.data_ptr()), obs_pos.data_ptr<int64_t>(),
-              action.data_ptr<int64_t>(), reward.data_ptr<float>(),
-              terminated.data_ptr<bool>(), truncated.data_ptr<bool>(),
-              counters.data_ptr<int64_t>(), frames.size(1), obs_pos.size(1),
-              frame_bytes_of(frames), k, n_step, prioritized, PriorityTree{}};
-  if (prioritized) t.tree = priority_tree_of(*sum_tree, *min_tree, &*priority, &*max_priority);
-  return t;
-}
-
 // Appends one transition (obs stack `o`, next_obs stack `n`: k frames each) to
 // environment e, with priority `given` (< 0: the largest so far). Touches only
 // environment e's rings and counters (rows of distinct environments may run in
 // parallel); the trees are refreshed afterwards (refresh_changed).
-void add_row(const AddTarget& t, int64_t e, const uint8_t* o, const uint8_t* n,
+void add_row(const ReplayStorage& t, int64_t e, const uint8_t* o, const uint8_t* n,
              int64_t new_action, float new_reward, bool new_terminated, bool new_truncated,
              float given) {
-  const int64_t k = t.k, fb = t.fb, frame_capacity = t.frame_capacity, capacity = t.capacity;
-  int64_t* c = t.cnt + e * kNumCounters;
-  uint8_t* ring = t.ring_base + e * frame_capacity * fb;
+  const int64_t k = t.frame_stack, fb = t.frame_bytes, frame_capacity = t.frame_capacity;
+  const int64_t capacity = t.capacity;
+  int64_t* c = t.counters + e * kNumCounters;
+  uint8_t* ring = t.frames + e * frame_capacity * fb;
   int64_t fw = c[kFramesWritten];
   // A new stream starts at an episode start, or wherever obs is not the
   // stored next_obs: then the whole stack is stored as it came.
@@ -85,20 +52,20 @@ void add_row(const AddTarget& t, int64_t e, const uint8_t* o, const uint8_t* n,
 
   const int64_t n_written = c[kTransitionsWritten];
   const int64_t at = e * capacity + n_written % capacity;
-  t.pos[at] = obs_newest;
-  t.act[at] = new_action;
-  t.rew[at] = new_reward;
-  t.term[at] = new_terminated;
-  t.trunc[at] = new_truncated;
+  t.obs_pos[at] = obs_newest;
+  t.action[at] = new_action;
+  t.reward[at] = new_reward;
+  t.terminated[at] = new_terminated;
+  t.truncated[at] = new_truncated;
   const int64_t tw = n_written + 1;
 
   // Drop transitions whose slot or oldest frame has been overwritten.
   int64_t first_valid = std::max(c[kFirstValid], tw - capacity);
   while (first_valid < tw &&
-         t.pos[e * capacity + first_valid % capacity] - (k - 1) < fw - frame_capacity)
+         t.obs_pos[e * capacity + first_valid % capacity] - (k - 1) < fw - frame_capacity)
     ++first_valid;
 
-  if (t.prioritized) t.tree.priority[at] = given < 0.0f ? *t.tree.max_priority : given;
+  if (t.tree.sum != nullptr) t.tree.priority[at] = given < 0.0f ? *t.tree.max_priority : given;
 
   c[kTransitionsWritten] = tw;
   c[kFramesWritten] = fw;
@@ -110,8 +77,9 @@ void add_row(const AddTarget& t, int64_t e, const uint8_t* o, const uint8_t* n,
 // After add_row on environment e: its leaves change only where transitions left
 // (evicted) or joined (window complete) the sampleable range, which was
 // [first_before, end_before); the new transition's slot is the one evicted from it.
-void refresh_changed(const AddTarget& t, int64_t e, int64_t first_before, int64_t end_before) {
-  const int64_t* c = t.cnt + e * kNumCounters;
+void refresh_changed(const ReplayStorage& t, int64_t e, int64_t first_before,
+                     int64_t end_before) {
+  const int64_t* c = t.counters + e * kNumCounters;
   const int64_t changed[2][2] = {{first_before, c[kFirstValid]},
                                  {end_before, sampleable_end(c, t.n_step)}};
   for (const auto& range : changed) {
@@ -166,8 +134,11 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
   const at::Tensor new_truncated = new_truncated_in.contiguous();
   const at::Tensor env_ids = env_ids_in.contiguous();
 
+  const ReplayStorage target =
+      replay_storage_of(frames, obs_pos, action, reward, terminated, truncated, counters,
+                        priority, sum_tree, min_tree, max_priority, k, n_step);
   const int64_t num_rows = env_ids.size(0);
-  const int64_t fb = frame_bytes_of(frames);
+  const int64_t fb = target.frame_bytes;
   const uint8_t* obs_bytes = static_cast<const uint8_t*>(obs.data_ptr());
   const uint8_t* next_bytes = static_cast<const uint8_t*>(next_obs.data_ptr());
 
@@ -184,9 +155,6 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
   check_finite_observations(obs, "obs");
   check_finite_observations(next_obs, "next_obs");
 
-  const AddTarget target = add_target_of(frames, obs_pos, action, reward, terminated, truncated,
-                                         counters, priority, sum_tree, min_tree, max_priority,
-                                         k, n_step, prioritized);
   const int64_t* in_action = new_action.data_ptr<int64_t>();
   const float* in_reward = new_reward.data_ptr<float>();
   const bool* in_term = new_terminated.data_ptr<bool>();
@@ -207,7 +175,7 @@ void replay_add_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor action,
   const int64_t add_grain = std::max<int64_t>(1, kBytesPerThread / ((k + 1) * fb));
   at::parallel_for(0, num_rows, add_grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const int64_t* c = target.cnt + ids[i] * kNumCounters;
+      const int64_t* c = target.counters + ids[i] * kNumCounters;
       if (prioritized) {
         before[2 * i] = c[kFirstValid];
         before[2 * i + 1] = sampleable_end(c, n_step);
@@ -255,9 +223,9 @@ void replay_add_frames_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor act
                    num_actions);
   check_finite_observations(chunk_frames, "frames");
 
-  const AddTarget target = add_target_of(frames, obs_pos, action, reward, terminated, truncated,
-                                         counters, priority, sum_tree, min_tree, max_priority,
-                                         k, n_step, prioritized);
+  const ReplayStorage target =
+      replay_storage_of(frames, obs_pos, action, reward, terminated, truncated, counters,
+                        priority, sum_tree, min_tree, max_priority, k, n_step);
   const uint8_t* chunk_bytes = static_cast<const uint8_t*>(chunk_frames.data_ptr());
   const int64_t* positions = chunk_obs_pos.data_ptr<int64_t>();
   const int64_t* ids = env_ids.data_ptr<int64_t>();
@@ -269,15 +237,15 @@ void replay_add_frames_cpu(at::Tensor frames, at::Tensor obs_pos, at::Tensor act
   // In order: rows of one environment follow each other in its stream.
   for (int64_t i = 0; i < num_rows; ++i) {
     const int64_t e = ids[i];
-    const int64_t* c = target.cnt + e * kNumCounters;
+    const int64_t* c = target.counters + e * kNumCounters;
     const int64_t first_before = c[kFirstValid], end_before = sampleable_end(c, n_step);
-    const uint8_t* o = chunk_bytes + positions[i] * target.fb;
+    const uint8_t* o = chunk_bytes + positions[i] * target.frame_bytes;
     float given = -1.0f;
     if (raw_priority != nullptr) {
       given = priority_of(raw_priority[i], alpha, priority_eps);
       *target.tree.max_priority = std::max(*target.tree.max_priority, given);
     }
-    add_row(target, e, o, o + target.fb, in_action[i], in_reward[i], in_term[i], in_trunc[i],
+    add_row(target, e, o, o + target.frame_bytes, in_action[i], in_reward[i], in_term[i], in_trunc[i],
             given);
     if (prioritized) refresh_changed(target, e, first_before, end_before);
   }
@@ -298,24 +266,19 @@ void replay_sample_cpu(const at::Tensor& frames, const at::Tensor& obs_pos,
   check_sample_settings(n_step, gamma, beta_in, frames.device());
   const double beta = beta_in.contiguous().data_ptr<double>()[0];
   const bool prioritized = check_sample_trees(counters, sum_tree, min_tree, obs_pos.size(1));
-  const PriorityTree tree = prioritized ? priority_tree_of(*sum_tree, *min_tree) : PriorityTree{};
-  const int64_t num_envs = frames.size(0);
-  const int64_t frame_capacity = frames.size(1);
-  const int64_t capacity = obs_pos.size(1);
-  const int64_t fb = frame_bytes_of(frames);
-  const int64_t* cnt = counters.data_ptr<int64_t>();
-  const int64_t total = sampleable_total(cnt, num_envs, n_step);
+  const ReplayStorage storage =
+      replay_storage_of(frames, obs_pos, action, reward, terminated, truncated, counters,
+                        std::nullopt, sum_tree, min_tree, std::nullopt, k, n_step);
+  const PriorityTree& tree = storage.tree;
+  const int64_t num_envs = storage.num_envs, frame_capacity = storage.frame_capacity;
+  const int64_t capacity = storage.capacity, fb = storage.frame_bytes;
+  const int64_t* counts = storage.counters;
+  const int64_t total = sampleable_total(counts, num_envs, n_step);
   TORCH_CHECK_VALUE(total > 0, "cannot sample from an empty replay buffer");
 
   const at::Tensor random_bits = random_bits_in.contiguous();
   const int64_t* bits = random_bits.data_ptr<int64_t>();
   const int64_t batch = random_bits.size(0);
-  const uint8_t* ring_base = static_cast<const uint8_t*>(frames.data_ptr());
-  const int64_t* pos = obs_pos.data_ptr<int64_t>();
-  const int64_t* act = action.data_ptr<int64_t>();
-  const float* rew = reward.data_ptr<float>();
-  const bool* term = terminated.data_ptr<bool>();
-  const bool* trunc = truncated.data_ptr<bool>();
   uint8_t* dst_obs = static_cast<uint8_t*>(out_obs.data_ptr());
   uint8_t* dst_next = static_cast<uint8_t*>(out_next_obs.data_ptr());
   int64_t* dst_act = out_action.data_ptr<int64_t>();
@@ -343,26 +306,26 @@ void replay_sample_cpu(const at::Tensor& frames, const at::Tensor& obs_pos,
       float weight = 1.0f;
       if (prioritized) {
         s.env = leaf[b] / capacity;
-        s.number = transition_in_slot(cnt + s.env * kNumCounters, leaf[b] % capacity, capacity);
+        s.number = transition_in_slot(counts + s.env * kNumCounters, leaf[b] % capacity, capacity);
         weight = importance_weight(tree, tree.sum[tree.num_leaves + leaf[b]], beta);
       } else {
-        s = pick_transition(static_cast<uint64_t>(bits[b]), cnt, num_envs, n_step, total);
+        s = pick_transition(static_cast<uint64_t>(bits[b]), counts, num_envs, n_step, total);
       }
       const int64_t env_base = s.env * capacity;
       const NStepReturn ret =
-          n_step_return(s.number, pos + env_base, rew + env_base, term + env_base,
-                        trunc + env_base, capacity,
-                        cnt[s.env * kNumCounters + kTransitionsWritten], n_step, gamma);
-      const uint8_t* ring = ring_base + s.env * frame_capacity * fb;
-      const int64_t newest = pos[env_base + s.number % capacity];
-      const int64_t next_newest = pos[env_base + ret.last % capacity] + 1;
+          n_step_return(s.number, storage.obs_pos + env_base, storage.reward + env_base,
+                        storage.terminated + env_base, storage.truncated + env_base, capacity,
+                        counts[s.env * kNumCounters + kTransitionsWritten], n_step, gamma);
+      const uint8_t* ring = storage.frames + s.env * frame_capacity * fb;
+      const int64_t newest = storage.obs_pos[env_base + s.number % capacity];
+      const int64_t next_newest = storage.obs_pos[env_base + ret.last % capacity] + 1;
       for (int64_t i = 0; i < k; ++i) {
         std::memcpy(dst_obs + (b * k + i) * fb,
                     ring + frame_slot(newest - k + 1 + i, frame_capacity) * fb, fb);
         std::memcpy(dst_next + (b * k + i) * fb,
                     ring + frame_slot(next_newest - k + 1 + i, frame_capacity) * fb, fb);
       }
-      dst_act[b] = act[env_base + s.number % capacity];
+      dst_act[b] = storage.action[env_base + s.number % capacity];
       dst_rew[b] = ret.reward;
       dst_term[b] = ret.terminated;
       dst_discount[b] = ret.discount;

@@ -9,23 +9,11 @@
 #include <cstdint>
 
 #include "../priority_tree.h"
+#include "../replay_storage.h"
 
 namespace dqnfast {
 namespace cuda {
 
-// Storage of a replay buffer on the GPU; see csrc/replay_layout.h. `tree.sum` is
-// null without prioritized replay (csrc/priority_tree.h).
-struct ReplayStorage {
-  uint8_t* frames;
-  int64_t* obs_pos;
-  int64_t* action;
-  float* reward;
-  bool* terminated;
-  bool* truncated;
-  int64_t* counters;
-  int64_t num_envs, capacity, frame_capacity, frame_bytes, frame_stack, n_step;
-  PriorityTree tree;
-};
 
 // The width and exponent bits of a float observation dtype (bytes 0: integer
 // frames, nothing to check).

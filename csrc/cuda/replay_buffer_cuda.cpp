@@ -8,28 +8,6 @@
 namespace dqnfast {
 namespace {
 
-cuda::ReplayStorage storage_of(const at::Tensor& frames, const at::Tensor& obs_pos,
-                               const at::Tensor& action, const at::Tensor& reward,
-                               const at::Tensor& terminated, const at::Tensor& truncated,
-                               const at::Tensor& counters, int64_t k, int64_t n_step,
-                               const PriorityTree& tree) {
-  const int64_t envs = frames.size(0), frame_capacity = frames.size(1);
-  return {static_cast<uint8_t*>(frames.data_ptr()),
-          obs_pos.data_ptr<int64_t>(),
-          action.data_ptr<int64_t>(),
-          reward.data_ptr<float>(),
-          terminated.data_ptr<bool>(),
-          truncated.data_ptr<bool>(),
-          counters.data_ptr<int64_t>(),
-          envs,
-          obs_pos.size(1),
-          frame_capacity,
-          frames.numel() / (envs * frame_capacity) * frames.element_size(),
-          k,
-          n_step,
-          tree};
-}
-
 cuda::FloatBits float_bits_of(at::ScalarType dtype) {
   switch (dtype) {
     case at::kHalf: return {2, 0x7c00};
@@ -72,10 +50,9 @@ void replay_add_cuda(at::Tensor frames, at::Tensor obs_pos, at::Tensor action, a
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const at::Tensor obs = obs_in.contiguous(), next_obs = next_obs_in.contiguous();
   const int64_t rows = env_ids.size(0);
-  const PriorityTree tree = prioritized
-      ? priority_tree_of(*sum_tree, *min_tree, &*priority, &*max_priority) : PriorityTree{};
-  auto s = storage_of(frames, obs_pos, action, reward, terminated, truncated, counters, k, n_step,
-                      tree);
+  const ReplayStorage s = replay_storage_of(frames, obs_pos, action, reward, terminated,
+                                            truncated, counters, priority, sum_tree, min_tree,
+                                            max_priority, k, n_step);
 
   // Nothing here waits for the GPU, so acting overlaps a queued update: the row
   // checks' flags are read by the add kernel, which then writes nothing and counts
@@ -125,11 +102,12 @@ void replay_sample_cuda(const at::Tensor& frames, const at::Tensor& obs_pos,
   check_sample_outputs(frames, random_bits, out_obs, out_next_obs, out_action, out_reward,
                        out_terminated, out_discount, out_index, out_weight, k);
   check_sample_settings(n_step, gamma, beta, frames.device());
-  const bool prioritized = check_sample_trees(counters, sum_tree, min_tree, obs_pos.size(1));
+  check_sample_trees(counters, sum_tree, min_tree, obs_pos.size(1));
   const c10::cuda::CUDAGuard guard(frames.device());
   // No emptiness check here: it would wait for the GPU (ReplayBuffer.sample checks).
-  auto s = storage_of(frames, obs_pos, action, reward, terminated, truncated, counters, k, n_step,
-                      prioritized ? priority_tree_of(*sum_tree, *min_tree) : PriorityTree{});
+  const ReplayStorage s = replay_storage_of(frames, obs_pos, action, reward, terminated,
+                                            truncated, counters, std::nullopt, sum_tree,
+                                            min_tree, std::nullopt, k, n_step);
   const cuda::SampleOutputs out{static_cast<uint8_t*>(out_obs.data_ptr()),
                                 static_cast<uint8_t*>(out_next_obs.data_ptr()),
                                 out_action.data_ptr<int64_t>(),

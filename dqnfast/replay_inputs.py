@@ -117,3 +117,67 @@ def as_flags(tensor: torch.Tensor, name: str) -> torch.Tensor:
         raise ValueError(f"expected {name} as bools (or 0/1), got {tensor.dtype} values "
                          f"{tensor.flatten()[:8].tolist()}")
     return tensor.to(torch.bool)
+
+
+def checked_device(device, name: str) -> torch.device:
+    """``device`` as a torch.device, a CUDA one with its index: "cuda" and "cuda:0" name
+    the same GPU and must compare equal (the buffer copies between unequal devices)."""
+    device = torch.device(device)
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} must be a CPU or CUDA device, got {str(device)!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"{name}={str(device)!r} asks for CUDA, but no GPU is visible to torch "
+                           f"{torch.__version__}")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def check_host_rows(obs: torch.Tensor, next_obs: torch.Tensor, action: torch.Tensor,
+                     reward: torch.Tensor, frame_stack: int, num_actions: Optional[int]) -> None:
+    """The compiled add's checks, done on whichever inputs are on the host before they
+    go to GPU storage (the GPU checks CUDA inputs itself), with the op's messages:
+    each row's next_obs[:-1] equals its obs[1:] byte for byte, actions lie in [0,
+    num_actions), rewards and float observations are finite. Inputs of the wrong
+    shape or dtype are left to the op to report."""
+    if not (obs.is_cuda or next_obs.is_cuda):
+        check_continues(obs, next_obs, frame_stack)
+    for name, values in (("obs", obs), ("next_obs", next_obs)):
+        if not values.is_cuda and values.dtype.is_floating_point and values.dim() >= 1:
+            finite = torch.isfinite(values.reshape(len(values), -1))
+            if not finite.all():
+                row = int((~finite).any(dim=1).nonzero()[0])
+                value = values.reshape(len(values), -1)[row][~finite[row]][0].item()
+                raise ValueError(f"{name} must be finite, got {value} in row {row}")
+    if not action.is_cuda:
+        actions = action.flatten()
+        bad = actions < 0
+        if num_actions is not None:
+            bad |= actions >= num_actions
+        if bad.any():
+            row = int(bad.nonzero()[0])
+            raise ValueError(f"actions must lie in [0, {num_actions or 'inf'}), got "
+                             f"{int(actions[row])} at row {row}")
+    if not reward.is_cuda:
+        rewards = reward.flatten()
+        bad = ~torch.isfinite(rewards)
+        if bad.any():
+            row = int(bad.nonzero()[0])
+            raise ValueError(f"rewards must be finite, got {rewards[row].item()} at row {row}")
+
+
+def check_continues(obs: torch.Tensor, next_obs: torch.Tensor, frame_stack: int) -> None:
+    """Raises ValueError unless every row's next_obs[:-1] equals its obs[1:] byte for
+    byte (the compiled ops' check, done on host inputs before they go to the GPU).
+    Inputs of the wrong shape or dtype are left to the op to report."""
+    if (frame_stack == 1 or obs.shape != next_obs.shape or obs.dtype != next_obs.dtype
+            or obs.dim() < 2 or obs.shape[0] == 0 or obs.shape[1] != frame_stack):
+        return
+    rows = obs.shape[0]
+    obs_bytes, next_bytes = (t.reshape(rows, frame_stack, -1).contiguous().view(torch.uint8)
+                             for t in (obs, next_obs))
+    differs = (next_bytes[:, :-1] != obs_bytes[:, 1:]).reshape(rows, -1).any(dim=1)
+    if differs.any():
+        raise ValueError(f"next_obs of row {int(differs.nonzero()[0])} does not continue its "
+                         f"obs: with frame_stack={frame_stack}, next_obs[:-1] must equal obs[1:]")
+
