@@ -144,9 +144,13 @@ def _check_storage(frames, obs_pos, action, reward, terminated, truncated, count
     _check_shape(counters, (frames.shape[0], NUM_COUNTERS), "counters")
 
 
-def _observation_shape(frames: torch.Tensor, rows: int, frame_stack: int) -> tuple:
+def _check_observations(frames: torch.Tensor, rows: int, frame_stack: int, **named) -> None:
+    """Observations of ``rows`` rows, each a stack of ``frame_stack`` stored frames (one
+    frame alone for 1), of the frames' dtype."""
     stack = (frame_stack,) if frame_stack > 1 else ()
-    return (rows, *stack, *frames.shape[2:])
+    for name, observations in named.items():
+        _check_dtype(observations, frames.dtype, name)
+        _check_shape(observations, (rows, *stack, *frames.shape[2:]), name)
 
 
 def _check_rows(rows: int, action, reward, terminated, truncated) -> None:
@@ -165,9 +169,7 @@ def _replay_add_fake(frames, obs_pos, action, reward, terminated, truncated, cou
     _check_storage(frames, obs_pos, action, reward, terminated, truncated, counters)
     _check_dtype(env_ids, torch.int64, "env_ids")
     rows = env_ids.shape[0]
-    for name, observations in (("obs", obs), ("next_obs", next_obs)):
-        _check_dtype(observations, frames.dtype, name)
-        _check_shape(observations, _observation_shape(frames, rows, frame_stack), name)
+    _check_observations(frames, rows, frame_stack, obs=obs, next_obs=next_obs)
     _check_rows(rows, new_action, new_reward, new_terminated, new_truncated)
 
 
@@ -197,9 +199,7 @@ def _replay_sample_fake(frames, obs_pos, action, reward, terminated, truncated, 
     _check_storage(frames, obs_pos, action, reward, terminated, truncated, counters)
     _check_dtype(random_bits, torch.int64, "random_bits")
     batch = random_bits.shape[0]
-    for name, observations in (("out_obs", out_obs), ("out_next_obs", out_next_obs)):
-        _check_dtype(observations, frames.dtype, name)
-        _check_shape(observations, _observation_shape(frames, batch, frame_stack), name)
+    _check_observations(frames, batch, frame_stack, out_obs=out_obs, out_next_obs=out_next_obs)
     for name, values, dtype in (("out_action", out_action, torch.int64),
                                 ("out_reward", out_reward, torch.float32),
                                 ("out_terminated", out_terminated, torch.bool),

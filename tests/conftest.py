@@ -19,7 +19,15 @@ def _has_cuda_kernels() -> bool:
         "dqnfast::replay_add", "CUDA")
 
 
-# Devices to parametrize a subject's tests over (as torchvision's cpu_and_cuda()):
-# the CUDA cases skip without a GPU and dqnfast's CUDA kernels.
-CPU_AND_CUDA = ("cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not _has_cuda_kernels(), reason="needs a GPU and dqnfast built with its CUDA kernels")))
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` skip without a GPU and dqnfast's CUDA kernels."""
+    if _has_cuda_kernels():
+        return
+    skip = pytest.mark.skip(reason="needs a GPU and dqnfast built with its CUDA kernels")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
+# Devices to parametrize a subject's tests over (as torchvision's cpu_and_cuda()).
+CPU_AND_CUDA = ("cpu", pytest.param("cuda", marks=pytest.mark.cuda))

@@ -7,8 +7,6 @@ import torch
 from dqnfast.acting import ActingNetwork, select_actions
 from dqnfast.models import MLP
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-
 
 def test_select_actions_is_greedy_where_it_does_not_explore():
     torch.manual_seed(0)
@@ -36,7 +34,7 @@ def test_on_the_cpu_the_learner_network_itself_acts():
     assert np.array_equal(acting.act(obs, 0.0, 3, np.random.default_rng(0)), expected)
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_acting_never_waits_for_queued_updates_and_takes_their_snapshot():
     torch.manual_seed(0)
     q_network = MLP(4, 3, hidden=(16,)).cuda()
@@ -63,7 +61,7 @@ def test_acting_never_waits_for_queued_updates_and_takes_their_snapshot():
     assert np.array_equal(acting.act(obs, 0.0, 3, rng), expected)
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_a_learner_whose_actors_act_elsewhere_keeps_no_copy():
     q_network = MLP(4, 3, hidden=(8,)).cuda()
     acting = ActingNetwork(q_network, refresh_updates=1, own_copy=False)

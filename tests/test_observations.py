@@ -9,10 +9,6 @@ import dqnfast
 from dqnfast import envs
 from dqnfast.observations import DeviceObservations, HostObservations
 
-needs_cuda = pytest.mark.skipif(
-    not torch.cuda.is_available() or not dqnfast.ops.has_cuda_kernels(),
-    reason="needs a GPU and dqnfast built with its CUDA kernels")
-
 
 def play(env, steps, seed):
     """(actions, next_obs, reward, terminated, truncated, reset_step) of random play."""
@@ -48,7 +44,7 @@ def test_host_observations_add_what_the_env_returned():
         assert torch.equal(replay.state_dict()["storage"][name], tensor), name
 
 
-@needs_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("env_id, options", [
     ("Pong-v5", dict(backend="ale", max_episode_frames=800)),  # episode ends, lost lives
     ("CartPole-v1", dict(max_episode_steps=20)),  # vector states travel whole

@@ -1,4 +1,5 @@
-"""preprocess_frames against OpenCV, push_frames against a numpy stack."""
+"""preprocess_frames against OpenCV, push_frames against a numpy stack; their CUDA kernels
+(marked ``cuda``) against the CPU ones, bit for bit."""
 import cv2
 import numpy as np
 import pytest
@@ -162,3 +163,65 @@ def test_bad_push_frames_input_changes_nothing(call, error, message):
     with pytest.raises(error, match=message):
         call(stacks)
     assert torch.equal(stacks, before)
+
+
+# -- on a GPU: the CUDA kernels against their CPU twins, bit for bit ----------
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("game", GAMES)
+def test_preprocess_matches_cpu_on_real_frames(game):
+    frames, prev = (torch.from_numpy(x) for x in ale_frame_pairs(game, count=16))
+    planar, planar_prev = (x.permute(0, 3, 1, 2).contiguous() for x in (frames, prev))
+    for kwargs in (dict(), dict(mode="textbook"), dict(crop=(34, 0, 160, 160), out_size=(80, 80)),
+                   dict(out_size=(105, 80))):
+        cpu = dqnfast.preprocess_frames(frames, prev, **kwargs)
+        assert torch.equal(dqnfast.preprocess_frames(frames.cuda(), prev.cuda(), **kwargs).cpu(), cpu)
+        assert torch.equal(dqnfast.preprocess_frames(frames.cuda(), **kwargs).cpu(),
+                           dqnfast.preprocess_frames(frames, **kwargs))
+        assert torch.equal(dqnfast.preprocess_frames(planar.cuda(), planar_prev.cuda(),
+                                                     channels_first=True, **kwargs).cpu(), cpu)
+
+
+@pytest.mark.cuda
+def test_preprocess_matches_cpu_on_random_sizes():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        height, width = rng.integers(1, 200, 2)
+        out_size = (int(rng.integers(1, height + 1)), int(rng.integers(1, width + 1)))
+        frames = torch.from_numpy(rng.integers(0, 256, (3, height, width, 3), dtype=np.uint8))
+        assert torch.equal(dqnfast.preprocess_frames(frames.cuda(), out_size=out_size).cpu(),
+                           dqnfast.preprocess_frames(frames, out_size=out_size))
+
+
+@pytest.mark.cuda
+def test_push_frames_matches_cpu():
+    rng = np.random.default_rng(0)
+    cpu = torch.from_numpy(rng.integers(0, 256, (6, 4, 84, 84), dtype=np.uint8))
+    gpu = cpu.cuda()
+    for step in range(20):
+        frames = torch.from_numpy(rng.integers(0, 256, (6, 84, 84), dtype=np.uint8))
+        reset = torch.from_numpy(rng.random(6) < 0.3) if step % 2 else None
+        cpu = dqnfast.push_frames(cpu, frames, reset)
+        gpu = dqnfast.push_frames(gpu, frames.cuda(), None if reset is None else reset.cuda())
+        assert torch.equal(gpu.cpu(), cpu)
+
+
+@pytest.mark.cuda
+def test_preprocess_uploads_its_tables_once_and_can_be_captured():
+    frames, prev = (torch.from_numpy(x).cuda() for x in ale_frame_pairs("pong", count=4))
+    eager = dqnfast.preprocess_frames(frames, prev)  # uploads this geometry's tables
+    out = torch.empty_like(eager)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        dqnfast.preprocess_frames(frames, prev, out=out)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(out, eager)
+    graph = torch.cuda.CUDAGraph()
+    out.zero_()
+    with torch.cuda.graph(graph):
+        dqnfast.preprocess_frames(frames, prev, out=out)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, eager)

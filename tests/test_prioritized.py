@@ -296,3 +296,26 @@ def test_n_step_1_gives_the_one_step_batches():
         assert batch.reward[i].item() == np.float32(row["reward"])
         assert batch.discount[i].item() == (0.0 if row["terminated"] else np.float32(0.9))
     assert (batch.weight == 1).all()
+
+
+# -- on a GPU: the CUDA kernels against their CPU twins, bit for bit ----------
+
+@pytest.mark.cuda
+def test_gpu_priority_update_skips_entries_it_cannot_use():
+    """No host reads on the GPU: invalid entries are skipped, valid ones applied."""
+    rb = dqnfast.ReplayBuffer(64, (4, 6, 6), num_envs=2, frame_stack=4, storage_device="cuda",
+                              device="cuda", seed=0, n_step=2, prioritized=True)
+    streams = EpisodeStreams(np.random.default_rng(0), 2, 4, (6, 6), np.uint8)
+    for _ in range(10):
+        rb.add(*streams.step())
+    index = rb.sample(1).index
+    before = {n: t.clone() for n, t in rb.state_dict()["storage"].items()}
+    bad = torch.tensor([-1, 10**9, index.item(), index.item()], device="cuda")
+    rb.update_priorities(bad, torch.tensor([1.0, 1.0, float("nan"), -2.0], device="cuda"))
+    for name, tensor in rb.state_dict()["storage"].items():
+        assert torch.equal(tensor, before[name]), name
+    rb.update_priorities(torch.cat([bad, index]),
+                         torch.tensor([1.0, 1.0, float("nan"), -2.0, 3.0], device="cuda"))
+    env, number = decode_index(rb, index.item())
+    got = rb.state_dict()["storage"]["priority"][env, number % 32].item()
+    assert got == pytest.approx((3.0 + rb.priority_eps) ** rb.alpha, rel=1e-6)

@@ -27,7 +27,7 @@ def test_shares_split_each_interval_and_an_open_block_across_two(monkeypatch):
                                  logging=0.4)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.cuda
 def test_updating_on_a_gpu_is_the_gpu_time():
     shares = TimeShares(torch.device("cuda"))
     with shares.updating():

@@ -12,10 +12,6 @@ from dqnfast.models import make_q_network
 from dqnfast.update import GraphedUpdate, Update
 from reference import EpisodeStreams
 
-HAS_CUDA_BUFFER = torch.cuda.is_available() and dqnfast.ops.has_cuda_kernels()
-needs_cuda = pytest.mark.skipif(not HAS_CUDA_BUFFER,
-                                reason="needs a GPU and dqnfast's CUDA kernels")
-
 
 def filled_buffer(obs_shape, frame_stack, *, device="cpu", storage_device="cpu", steps=60,
                   **options):
@@ -187,7 +183,7 @@ def deterministic_cuda():
         torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
 
 
-@needs_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("storage_device", ["cpu", "cuda"])
 @pytest.mark.parametrize("tau, precision", [(1.0, "float32"), (0.01, "float32"),
                                             (1.0, "bfloat16")])
@@ -216,7 +212,7 @@ def test_graphed_update_equals_eager_after_100_updates(storage_device, tau, prec
         torch.testing.assert_close(target_g[name], target_e[name], rtol=1e-4, atol=1e-5)
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_graphed_update_samples_what_is_added_after_capture():
     """The captured sample reads the buffer's size on the GPU: transitions added after
     the capture (with rewards never seen before) show up in later batches."""
