@@ -77,7 +77,7 @@ def add_stacks(replay, sent):
 def test_ingest(benchmark, local_ray, design):
     benchmark.group = "ingest"
     rng = np.random.default_rng(0)
-    builder = ChunkBuilder(NUM_ENVS, 4)
+    builder = ChunkBuilder(NUM_ENVS, 4, n_step=3)  # as the actors of a 3-step buffer
     first = rng.integers(0, 256, (NUM_ENVS, 4, *FRAME), dtype=np.uint8)
     builder.start(first)
     state = [builder, first, np.zeros(NUM_ENVS, bool)]

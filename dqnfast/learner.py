@@ -100,11 +100,15 @@ class Learner:
     """One run's learning state in ``run_dir``; ``resume`` loads its last checkpoint
     (``resumed`` then holds the checkpoint's extra entries, see ``end_of_step``).
     The buffer has ``buffer_envs`` environment streams. ``acts_here``: this process
-    acts with ``acting`` (the single-process loop); else actors elsewhere do."""
+    acts with ``acting`` (the single-process loop); else actors elsewhere do. The
+    100-episode mean that picks the best model and decides "solved" is over every
+    episode, or with ``judged_actor`` over that actor's only (the others' are logged)."""
 
     def __init__(self, cfg: Config, spec: EnvSpec, run_dir: Path, *, buffer_envs: int,
-                 resume: bool = False, acts_here: bool = True):
+                 resume: bool = False, acts_here: bool = True,
+                 judged_actor: Optional[int] = None):
         self.cfg, self.spec, self.run_dir = cfg, spec, Path(run_dir)
+        self.judged_actor = judged_actor
         self.device = torch_device(cfg.cuda)
         warn_if_slow_precision(cfg.precision, self.device)
         if cfg.torch_threads is not None:
@@ -208,8 +212,10 @@ class Learner:
 
     def episode(self, episodic_return: float, length: int, actor: Optional[int] = None) -> None:
         self.episodes += 1
-        self.recent_returns.append(episodic_return)
         self.log.episode(episodic_return, length, self.step, actor=actor)
+        if self.judged_actor is not None and actor != self.judged_actor:
+            return
+        self.recent_returns.append(episodic_return)
         self.mean_return = float(np.mean(self.recent_returns))
         if len(self.recent_returns) >= min(RETURN_WINDOW, 10) and self.mean_return > self.best_mean:
             self.best_mean = self.mean_return

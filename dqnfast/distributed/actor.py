@@ -56,7 +56,7 @@ class Actor:
                                         hidden=cfg.hidden).eval()
         self.weights_version = -1  # none received yet
         self.rng = np.random.default_rng(seed)
-        self.builder = ChunkBuilder(cfg.num_envs, self.spec.frame_stack)
+        self.builder = ChunkBuilder(cfg.num_envs, self.spec.frame_stack, cfg.n_step)
         self._obs = self.env.reset()
         self.builder.start(self._obs)
 
@@ -96,13 +96,12 @@ class Actor:
                               info["episode_return"], info["episode_length"])
             obs = next_obs
         self._obs = obs
-        chunk = self.builder.finish()
-        if cfg.prioritized and len(chunk):
-            chunk.priority = self.priorities(chunk)
-        return chunk
+        return self.builder.finish(self.priorities if cfg.prioritized else None)
 
     def priorities(self, chunk: Chunk) -> np.ndarray:
         """|n-step TD error| of each transition under the actor's network (Ape-X)."""
+        if not len(chunk):
+            return np.zeros(0, np.float32)
         obs, next_obs = stacks(chunk, self.spec.frame_stack)
         with torch.no_grad():
             q_taken = self.q_network(torch.from_numpy(obs)).gather(

@@ -87,8 +87,11 @@ def train_distributed(cfg: Config, resume_dir: Optional[str] = None) -> TrainRes
         # Chunks go into host memory (add_frames reads them where Ray put them); with
         # --cuda the update reads pinned batches copied to the GPU.
         cfg = dataclasses.replace(cfg, replay_on_gpu=False)
+        # The last actor explores least (the Ape-X ladder): its episodes say how well
+        # the network plays, where the explorers' would hold the mean down.
         learner = Learner(cfg, spec, run_dir, buffer_envs=cfg.actors * cfg.num_envs,
-                          resume=resume_dir is not None, acts_here=False)
+                          resume=resume_dir is not None, acts_here=False,
+                          judged_actor=cfg.actors - 1)
         fleet = _Fleet(ray, cfg, learner)
         try:
             fleet.run()
