@@ -2,6 +2,9 @@
 #   make train   set up (once), then train Atari Pong with the default preset
 #                (on the GPU with --cuda where torch sees one); ARGS="..." adds flags
 #   make test    set up (once), then run the tests; ARGS="..." adds pytest flags
+#   make bench   run benchmark suites (SUITES="replay_buffer loss ...", default all),
+#                each one's raw figures to benchmarks/raw/<suite>-<date>.json
+#                (print them with: python benchmarks/table.py FILE)
 #   make setup   only the set-up: .venv, torch, dqnfast built in place with its extras
 #   make clean   remove .venv and the build outputs
 # Variables: PYTHON (the interpreter that makes the venv, default python3), VENV,
@@ -12,12 +15,13 @@ VENV ?= .venv
 TORCH ?= torch
 EXTRAS ?= test
 ARGS ?=
+SUITES ?= $(patsubst benchmarks/bench_%.py,%,$(wildcard benchmarks/bench_*.py))
 
 PY := $(VENV)/bin/python
 BUILT := $(VENV)/.dqnfast-built
 SOURCES := setup.py build_config.py pyproject.toml $(shell find csrc -type f)
 
-.PHONY: setup train test clean
+.PHONY: setup train test bench clean
 
 setup: $(BUILT)
 
@@ -37,6 +41,15 @@ train: setup
 
 test: setup
 	$(PY) -m pytest tests -q $(ARGS)
+
+bench: setup
+	@mkdir -p benchmarks/raw
+	for suite in $(SUITES); do \
+	  json=benchmarks/raw/$$suite-$$(date -u +%F).json; \
+	  $(PY) -m pytest benchmarks/bench_$$suite.py -q --benchmark-only \
+	    --benchmark-json=$$json $(ARGS) || exit 1; \
+	  $(PY) benchmarks/table.py --strip $$json; \
+	done
 
 clean:
 	rm -rf $(VENV) build dqnfast/*.so *.egg-info

@@ -27,6 +27,9 @@ Groups:
                    buffer 10k, linear epsilon 1.0 -> 0.02 over 100k frames, one update per
                    step from step 100 on, hard target sync every 1000 steps. 300 steps: on
                    this CPU the convolutions dominate both, so no target, just the ratio.
+  solve-cartpole   Time to solve CartPole-v1 (100-episode mean 475) with the ``cartpole``
+                   preset, the whole run of ``python -m dqnfast.train --env CartPole-v1
+                   --seed N`` for seeds 1-3, one round each; ``extra_info``: ``steps``.
   train-pong-cuda  (GPU only) The same Pong settings with one update per 4 steps (the
                    Nature paper's rate), 6,000 steps from step 1,000, both on CUDA; dqnfast
                    with CUDA graphs and its GPU buffer, and "dqnfast-eager" with neither.
@@ -236,6 +239,17 @@ def test_train_pong_textbook(benchmark, torch_threads, tmp_path):
 def test_train_pong_dqnfast(benchmark, torch_threads, tmp_path):
     measure(benchmark, "train-pong", "dqnfast", dqnfast_pong_run(tmp_path, PONG), PONG["rounds"],
             torch_threads)
+
+
+# -- CartPole solved with its preset -------------------------------------------------------
+
+@pytest.mark.benchmark(group="solve-cartpole")
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_solve_cartpole(benchmark, tmp_path, seed):
+    cfg = resolve("cartpole", seed=seed, progress=False, run_dir=str(tmp_path / "run"))
+    result = benchmark.pedantic(lambda: train(cfg), rounds=1, iterations=1)
+    assert result.solved, result
+    benchmark.extra_info.update(steps=result.steps, episodes=result.episodes)
 
 
 # -- Pong on a GPU with the Nature paper's update rate -------------------------------------
