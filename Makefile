@@ -2,8 +2,9 @@
 #   make train   set up (once), then train Atari Pong with the default preset
 #                (on the GPU with --cuda where torch sees one); ARGS="..." adds flags
 #   make test    set up (once), then run the tests; ARGS="..." adds pytest flags
-#   make bench   run benchmark suites (SUITES="replay_buffer loss ...", default all),
-#                each one's raw figures to benchmarks/raw/<suite>-<date>.json
+#   make bench   set up with the bench extra (the peers), then run benchmark suites
+#                (SUITES="replay_buffer loss ...", default all), each one's raw figures
+#                to benchmarks/raw/<suite>-<date>.json
 #                (print them with: python benchmarks/table.py FILE)
 #   make setup   only the set-up: .venv, torch, dqnfast built in place with its extras
 #   make clean   remove .venv and the build outputs
@@ -42,6 +43,7 @@ train: setup
 test: setup
 	$(PY) -m pytest tests -q $(ARGS)
 
+bench: EXTRAS = bench
 bench: setup
 	@mkdir -p benchmarks/raw
 	for suite in $(SUITES); do \

@@ -18,6 +18,12 @@ def human(seconds: float) -> str:
     return f"{seconds * 1e9:.0f} ns"
 
 
+def number(value) -> str:
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def strip_rounds(path: str) -> None:
     with open(path) as handle:
         run = json.load(handle)
@@ -38,8 +44,7 @@ def print_run(path: str) -> None:
           f"torch {machine.get('torch', '?')}; GPU {machine.get('gpu')}")
     for bench in run["benchmarks"]:
         stats = bench["stats"]
-        extra = ", ".join(f"{k}={v:,.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in bench["extra_info"].items())
+        extra = ", ".join(f"{k}={number(v)}" for k, v in bench["extra_info"].items())
         print(f"{bench['group'] or '-'} | {bench['name']} | {human(stats['min'])} / "
               f"{human(stats['median'])} | {stats['rounds']} rounds" + (f" | {extra}" if extra else ""))
 
