@@ -1,9 +1,9 @@
 """Numeric precision of the networks: ``"float32"``, or ``"bfloat16"``, which runs the
 convolutions and matrix products under autocast in bfloat16 (the Nature CNN's fully
 connected head, weights, gradients, optimizer state, targets and loss stay float32).
-On CPUs with AVX-512 BF16 a batch-32 Nature-CNN update took about 22 ms against 35 ms
-in float32 on one core; on CPUs without bfloat16 instructions torch emulates it, ten
-times slower than float32 (``benchmarks/RESULTS.md``), and a run says so at start.
+It pays only on CPUs with bfloat16 instructions; without them torch emulates it, many
+times slower than float32 (the update benchmark, ``benchmarks/RESULTS.md``), and a run
+says so at start.
 """
 import platform
 import sys
@@ -52,4 +52,5 @@ def warn_if_slow_precision(precision: str, device: torch.device) -> None:
     if precision == "bfloat16" and device.type == "cpu" and cpu_has_bfloat16() is False:
         print("warning: --precision bfloat16 on a CPU without bfloat16 instructions (AVX-512 "
               "BF16, AMX or Arm BF16) is slower than float32: a batch-32 Nature-CNN update "
-              "took 343 ms against 40 ms on a 2-core AMD EPYC without AVX-512", file=sys.stderr, flush=True)
+              "took 324 ms against 38 ms on one thread of an AMD EPYC without AVX-512",
+              file=sys.stderr, flush=True)

@@ -65,7 +65,7 @@ def test_every_preset_runs(tmp_path, preset):
 
 def test_bfloat16_run_acts_and_learns_under_autocast(tmp_path):
     # Small batches from the first stored ones on: a CPU without bfloat16 instructions
-    # emulates it, ten times slower than float32. 110 vector steps make the 100
+    # emulates it, several times slower than float32. 110 vector steps make the 100
     # updates that log a loss.
     result = train(resolve("cartpole-pixels", precision="bfloat16", num_envs=2,
                            **dict(TINY, total_steps=240, learning_starts=0, batch_size=4,

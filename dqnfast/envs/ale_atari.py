@@ -3,11 +3,10 @@ modes and how the two Atari backends compare."""
 import numpy as np
 import torch
 
-from dqnfast.envs.atari import ATARI_RAW_SIZE, FrameStacks, env_threads, rgb_of_env_0
-from dqnfast.envs.base import VectorEnv
+from dqnfast.envs.atari import ATARI_RAW_SIZE, BackendAtari, FrameStacks, env_threads
 
 
-class AleAtari(VectorEnv):
+class AleAtari(BackendAtari):
     """Atari through ale-py's ``AtariVectorEnv`` (C++ threads, next-step autoreset).
 
     It emits one frame per step here, (N, 1, H, W) gray or (N, 1, 210, 160, 3) RGB
@@ -98,15 +97,3 @@ class AleAtari(VectorEnv):
         self._lives = lives
         obs = self._stacks.push(obs[:, 0], new_game)
         return obs, reward, terminated, truncated, ~self._life_lost
-
-    @property
-    def backend_env(self):
-        """ALE's own ``AtariVectorEnv``, which this env drives (to measure it alone)."""
-        return self._env
-
-    def _render(self) -> np.ndarray:
-        return rgb_of_env_0(self._stacks, self.env_id)
-
-    def _close(self) -> None:
-        self._env.close()
-        self._env = None

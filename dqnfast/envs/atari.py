@@ -17,16 +17,8 @@ emits max-pooled RGB frames, 210x160, and dqnfast's ``preprocess_frames`` and
 ``push_frames`` make the gray stacks).
 
 Which Atari mode is the default: "native", for both backends, because it is the
-faster. Env steps per second, Pong-v5, 8 envs, random actions, everything the
-interface does included (``benchmarks/bench_envs.py``), on the project machine (2-core
-CPU, no GPU, shared with other work: best rounds of quiet moments, and medians while
-another process kept one core busy):
-
-    mode                  quiet          one core busy
-    envpool, native       ~7,000         3,800
-    envpool, dqnfast      ~5,000         3,250
-    ALE,     native       ~7,500         3,950
-    ALE,     dqnfast      ~5,500-6,900   3,850
+faster: env steps per second of each mode, everything the interface does included,
+are in ``benchmarks/bench_envs.py`` (figures in ``benchmarks/RESULTS.md``).
 
 The dqnfast mode moves 100,800 bytes of RGB per env step out of the emulator (12x
 one 84x84 gray frame) and converts them on the stepping thread, where envpool and
@@ -64,6 +56,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from dqnfast.envs.base import VectorEnv
 from dqnfast.envs.options import (check_bool, check_int, check_probability, check_size,
                                   with_defaults)
 from dqnfast.extras import importable
@@ -160,12 +153,32 @@ class FrameStacks:
         return self.stacks.numpy()
 
 
-def rgb_of_env_0(stacks: Optional[FrameStacks], env_id: str) -> np.ndarray:
-    if stacks is None or stacks.last_rgb is None:
-        raise RuntimeError(f"{env_id}: render() shows the raw screen, which only the "
-                           "preprocess='dqnfast' mode receives; make the env with it")
-    frame = stacks.last_rgb[0]
-    return np.ascontiguousarray(frame.transpose(1, 2, 0) if stacks.rgb == "channels_first" else frame)
+class BackendAtari(VectorEnv):
+    """What the Atari envs over ALE and envpool share: the backend's own vector env in
+    ``_env``, dqnfast's frame stacks (or None: the backend stacks) in ``_stacks``."""
+
+    _env = None
+    _stacks: Optional[FrameStacks] = None
+
+    @property
+    def backend_env(self):
+        """The backend's own vector env, which this env drives (to measure it alone)."""
+        return self._env
+
+    def _render(self) -> np.ndarray:
+        stacks = self._stacks
+        if stacks is None or stacks.last_rgb is None:
+            raise RuntimeError(f"{self.env_id}: render() shows the raw screen, which only the "
+                               "preprocess='dqnfast' mode receives; make the env with it")
+        frame = stacks.last_rgb[0]
+        return np.ascontiguousarray(frame.transpose(1, 2, 0) if stacks.rgb == "channels_first"
+                                    else frame)
+
+    def _close(self) -> None:
+        close = getattr(self._env, "close", None)
+        if close is not None:
+            close()
+        self._env = None
 
 
 def _atari_roms(backend: Optional[str] = None) -> Tuple[str, ...]:

@@ -3,11 +3,10 @@
 import numpy as np
 import torch
 
-from dqnfast.envs.atari import ATARI_RAW_SIZE, FrameStacks, camel, env_threads, rgb_of_env_0
-from dqnfast.envs.base import VectorEnv
+from dqnfast.envs.atari import ATARI_RAW_SIZE, BackendAtari, FrameStacks, camel, env_threads
 
 
-class EnvpoolAtari(VectorEnv):
+class EnvpoolAtari(BackendAtari):
     """Atari through envpool's gymnasium interface (next-step autoreset, its own
     no-op/fire reset, frame skip with max-pool, episodic life and time limit)."""
 
@@ -62,17 +61,3 @@ class EnvpoolAtari(VectorEnv):
             obs = self._stacks.push(obs, new_game)
         # info["reward"] is the unclipped reward too; info["terminated"] is game over.
         return obs, reward, terminated, truncated, info["terminated"][order].astype(bool)
-
-    @property
-    def backend_env(self):
-        """envpool's own vector env, which this env drives (to measure it alone)."""
-        return self._env
-
-    def _render(self) -> np.ndarray:
-        return rgb_of_env_0(self._stacks, self.env_id)
-
-    def _close(self) -> None:
-        close = getattr(self._env, "close", None)
-        if close is not None:
-            close()
-        self._env = None
