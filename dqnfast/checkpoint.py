@@ -71,9 +71,10 @@ def model_info(config: Config, env) -> dict:
             "obs_dtype": str(env.obs_dtype), "num_actions": env.num_actions}
 
 
-def save_model(path: Path, q_network, info: dict, **stats) -> None:
-    """The Q-network with its ``model_info`` and any ``stats`` (step, mean return)."""
-    _save_atomically({"q_network": q_network.state_dict(), **info, **stats}, Path(path))
+def save_model(path: Path, weights: dict, info: dict, **stats) -> None:
+    """A Q-network's ``weights`` (its state dict) with its ``model_info`` and any ``stats``
+    (step, mean return)."""
+    _save_atomically({"q_network": weights, **info, **stats}, Path(path))
 
 
 def load_model(path, device="cpu"):

@@ -16,7 +16,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -102,7 +102,9 @@ class Learner:
     The buffer has ``buffer_envs`` environment streams. ``acts_here``: this process
     acts with ``acting`` (the single-process loop); else actors elsewhere do. The
     100-episode mean that picks the best model and decides "solved" is over every
-    episode, or with ``judged_actor`` over that actor's only (the others' are logged)."""
+    episode, or with ``judged_actor`` over that actor's only (the others' are logged).
+    The best model is the acting network when the mean peaks, or the weights that
+    played the episode which made the peak, where ``episode`` is given them."""
 
     def __init__(self, cfg: Config, spec: EnvSpec, run_dir: Path, *, buffer_envs: int,
                  resume: bool = False, acts_here: bool = True,
@@ -159,7 +161,8 @@ class Learner:
         self._previous_step = self.step
         self._last_log_time, self._last_log_step = time.time(), self.step
         self._pending_losses = None  # on a GPU: (host copy, its event, step), logged once done
-        self._best_pending = None  # (step, mean) of a best model to save (on a GPU: at a log line)
+        # (step, mean, played_with) of a best model to save (on a GPU: at a log line)
+        self._best_pending = None
 
     @property
     def done(self) -> bool:
@@ -210,7 +213,11 @@ class Learner:
         self.learning = self.learning or (self.step >= self.cfg.learning_starts
                                           and len(self.replay) >= self.cfg.batch_size)
 
-    def episode(self, episodic_return: float, length: int, actor: Optional[int] = None) -> None:
+    def episode(self, episodic_return: float, length: int, actor: Optional[int] = None,
+                played_with: Optional[Callable[[], dict]] = None) -> None:
+        """An episode that ended at ``step``, played by ``actor`` (elsewhere) or here.
+        ``played_with``: the state dict of the weights that played it (called only when
+        the episode makes a new best mean); without it the acting network is saved."""
         self.episodes += 1
         self.log.episode(episodic_return, length, self.step, actor=actor)
         if self.judged_actor is not None and actor != self.judged_actor:
@@ -219,19 +226,21 @@ class Learner:
         self.mean_return = float(np.mean(self.recent_returns))
         if len(self.recent_returns) >= min(RETURN_WINDOW, 10) and self.mean_return > self.best_mean:
             self.best_mean = self.mean_return
-            self._best_pending = (self.step, self.mean_return)
+            self._best_pending = (self.step, self.mean_return, played_with)
             if not self.acting.on_gpu:  # on a GPU: at the next log line, off the step's path
                 self._save_best_model()
         self.solved = (self.cfg.reward_bound is not None and len(self.recent_returns) >= RETURN_WINDOW
                        and self.mean_return >= self.cfg.reward_bound)
 
     def _save_best_model(self) -> None:
-        """The acting weights (the learner's own on the CPU), read on the acting stream."""
+        """The weights that played, or the acting ones (the learner's own on the CPU),
+        read on the acting stream."""
         if self._best_pending is not None:
-            step, mean_return = self._best_pending
+            step, mean_return, played_with = self._best_pending
             with self.acting.context():
-                save_model(self.run_dir / BEST_MODEL, self.acting.network,
-                           model_info(self.cfg, self.spec), step=step, mean_return=mean_return)
+                weights = self.acting.network.state_dict() if played_with is None else played_with()
+                save_model(self.run_dir / BEST_MODEL, weights, model_info(self.cfg, self.spec),
+                           step=step, mean_return=mean_return)
             self._best_pending = None
 
     def end_of_step(self, epsilon: Optional[float], checkpoint_extra: dict) -> None:

@@ -18,7 +18,9 @@ from dqnfast import envs
 from dqnfast.distributed.actor import Actor, actor_seed, apex_epsilon, weights_of
 from dqnfast.distributed.chunks import ChunkBuilder, add_chunk, n_step_targets, stacks
 from dqnfast.distributed.learner_loop import check_reachable, train_distributed, updates_owed
+from dqnfast.checkpoint import load_model
 from dqnfast.evaluate import evaluate
+from dqnfast.learner import EnvSpec, Learner
 from dqnfast.presets import PRESETS, parse_args, resolve
 from dqnfast.train import train
 
@@ -203,6 +205,40 @@ def test_n_step_targets_match_a_plain_loop():
                 break
         expected = total + (0.0 if chunk.terminated[last] else discount * next_values[last])
         assert targets[i] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_the_best_model_is_the_weights_the_judged_actor_played_with(tmp_path):
+    """With a judged actor, best_model.pt holds the weights that played the episode
+    which made the best mean, not the learner's own; the other actors' episodes move
+    neither the mean nor the model, and the weights are fetched only for a new best."""
+    spec = EnvSpec(obs_shape=(4,), obs_dtype=torch.float32, num_actions=2, frame_stack=1)
+    learner = Learner(resolve("cartpole", progress=False), spec, tmp_path / "run",
+                      buffer_envs=2, acts_here=False, judged_actor=1)
+    fetched = []
+
+    def weights(version):
+        def fetch():
+            fetched.append(version)
+            return {name: torch.full_like(value, version)
+                    for name, value in learner.q_network.state_dict().items()}
+        return fetch
+
+    def best_model():
+        network, _ = load_model(tmp_path / "run")
+        values = torch.cat([value.flatten() for value in network.state_dict().values()])
+        return values.unique().tolist(), torch.load(tmp_path / "run" / "best_model.pt",
+                                                    weights_only=False)["mean_return"]
+
+    for _ in range(10):  # the 10th makes the first best mean
+        learner.episode(10.0, 10, actor=1, played_with=weights(1))
+    assert best_model() == ([1.0], 10.0) and fetched == [1]
+    learner.episode(500.0, 500, actor=0, played_with=weights(9))
+    assert learner.mean_return == 10.0 and best_model() == ([1.0], 10.0) and fetched == [1]
+    learner.episode(120.0, 120, actor=1, played_with=weights(2))
+    assert best_model() == ([2.0], 20.0) and fetched == [1, 2]
+    learner.episode(0.0, 9, actor=1, played_with=weights(3))  # the mean falls: no new best
+    learner.close()
+    assert best_model() == ([2.0], 20.0) and fetched == [1, 2]
 
 
 def test_apex_epsilon_ladder():

@@ -82,8 +82,7 @@ class Actor:
         if not isinstance(weights, dict):  # an ObjectRef: fetch the newest weights
             import ray
             weights = ray.get(weights)
-        self.q_network.load_state_dict({name: torch.from_numpy(np.array(value))
-                                        for name, value in weights.items()})
+        self.q_network.load_state_dict(state_dict_of(weights))
 
     def _play(self) -> Chunk:
         cfg, env, obs = self.cfg, self.env, self._obs
@@ -135,3 +134,9 @@ def remote_actor_class(ray, num_cpus: float) -> type:
 def weights_of(q_network) -> dict:
     """The Q-network's weights as numpy arrays (what ``collect`` takes)."""
     return {name: value.detach().cpu().numpy() for name, value in q_network.state_dict().items()}
+
+
+def state_dict_of(weights: dict) -> dict:
+    """``weights_of``'s arrays back as a state dict of CPU tensors (copied: Ray's arrays
+    are read-only views of its object store)."""
+    return {name: torch.from_numpy(np.array(value)) for name, value in weights.items()}

@@ -19,7 +19,7 @@ from typing import Optional
 
 from dqnfast import envs
 from dqnfast.config import Config
-from dqnfast.distributed.actor import remote_actor_class, weights_of
+from dqnfast.distributed.actor import remote_actor_class, state_dict_of, weights_of
 from dqnfast.distributed.chunks import add_chunk
 from dqnfast.extras import require_extra
 from dqnfast.learner import EnvSpec, Learner, TrainResult, torch_device
@@ -88,7 +88,8 @@ def train_distributed(cfg: Config, resume_dir: Optional[str] = None) -> TrainRes
         # --cuda the update reads pinned batches copied to the GPU.
         cfg = dataclasses.replace(cfg, replay_on_gpu=False)
         # The last actor explores least (the Ape-X ladder): its episodes say how well
-        # the network plays, where the explorers' would hold the mean down.
+        # the network plays, where the explorers' would hold the mean down; the best
+        # model is the weights it played with.
         learner = Learner(cfg, spec, run_dir, buffer_envs=cfg.actors * cfg.num_envs,
                           resume=resume_dir is not None, acts_here=False,
                           judged_actor=cfg.actors - 1)
@@ -118,7 +119,8 @@ class _Fleet:
             for i in range(cfg.actors):
                 self.actors.append(remote_actor.options(name=f"{prefix}-actor-{i}").remote(
                     config, i, cfg.actors, torch_threads=1))
-            self.in_flight = {}  # ObjectRef of a requested chunk -> actor index
+            # ObjectRef of a requested chunk -> (actor index, ref of the weights it plays with)
+            self.in_flight = {}
             self.retry_at = {}  # actor index -> when to ask again (after a failure)
             self.failures = [0] * cfg.actors  # consecutive failed requests per actor
             self.weights_version, self.weights = 0, None
@@ -136,7 +138,7 @@ class _Fleet:
         # The ref inside a list: Ray passes it unresolved, and the actor fetches it only
         # when the version is newer than its own.
         ref = self.actors[index].collect.remote(self.weights_version, [self.weights])
-        self.in_flight[ref] = index
+        self.in_flight[ref] = (index, self.weights)
 
     def run(self) -> None:
         cfg, learner, ray = self.cfg, self.learner, self.ray
@@ -154,7 +156,7 @@ class _Fleet:
                     time.sleep(_WAIT_S)
                 learner.end_of_step(None, {})
                 continue
-            index = self.in_flight.pop(ready[0])
+            index, weights = self.in_flight.pop(ready[0])
             try:
                 chunk = ray.get(ready[0])
             except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as error:
@@ -164,8 +166,10 @@ class _Fleet:
             self.failures[index] = 0
             add_chunk(learner.replay, chunk, index * cfg.num_envs)
             learner.advance(chunk.env_steps)
+            played_with = _fetcher(ray, weights)
             for episodic_return, length in zip(chunk.episode_returns, chunk.episode_lengths):
-                learner.episode(float(episodic_return), int(length), actor=index)
+                learner.episode(float(episodic_return), int(length), actor=index,
+                                played_with=played_with)
             if cfg.ratio_policy == "free":
                 self.request(index)  # the actor plays on while the learner updates
             self.catch_up()
@@ -204,6 +208,12 @@ class _Fleet:
     def stop(self) -> None:
         for actor in self.actors:  # their requests in flight go with them
             self.ray.kill(actor)
+
+
+def _fetcher(ray, weights):
+    """The state dict behind the ObjectRef ``weights``, fetched only when called: the
+    weights a chunk was played with (its episodes began with older ones, if earlier)."""
+    return lambda: state_dict_of(ray.get(weights))
 
 
 _FLEET_NUMBERS = itertools.count()
